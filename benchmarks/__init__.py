@@ -1,0 +1,1 @@
+"""Reproducible speed and accuracy benchmarks; run with ``python -m benchmarks [--quick]``."""

@@ -1,0 +1,286 @@
+"""Chip configuration: tiles, converters, activation noise, and which stages are on.
+
+The device physics lives in a :class:`~crossbar.profiles.DeviceProfile`; everything here describes the
+circuit around the devices and the simulation switches. All groups are frozen keyword-only dataclasses;
+variants come from :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field, fields
+
+__all__ = [
+    "ADCConfig",
+    "Activation",
+    "ActivationConfig",
+    "ChipConfig",
+    "DACConfig",
+    "DifferentialReadout",
+    "InputRange",
+    "NoiseKind",
+    "ReadNoiseSampling",
+    "ScaleMode",
+    "Stages",
+    "TileConfig",
+]
+
+MAX_CONVERTER_BITS = 24
+"""Converters finer than this cannot be represented in float32; use ``bits=None`` for ideal."""
+
+
+class ScaleMode(enum.Enum):
+    """How weights are scaled to conductances."""
+
+    PER_TILE = "per_tile"
+    """One scale per tile: max |W| over the tile maps to g_max - g_min."""
+    PER_COLUMN = "per_column"
+    """One scale per tile column (output): max |W| of that column within the tile maps to the window."""
+
+
+class DifferentialReadout(enum.Enum):
+    """Where the differential pair G+ - G- is subtracted."""
+
+    ANALOG = "analog"
+    """Currents of the G+ and G- columns are subtracted before one ADC per output column."""
+    DIGITAL = "digital"
+    """Each array has its own ADC per column; the codes are subtracted digitally (two ADC reads)."""
+
+
+class InputRange(enum.Enum):
+    """How the DAC input range is set."""
+
+    PER_SAMPLE_ABSMAX = "per_sample_absmax"
+    """Each input vector is scaled by its own max |x| (no clipping; undone digitally)."""
+    FIXED = "fixed"
+    """A fixed range [-input_max, input_max]; values outside are clipped."""
+
+
+class ReadNoiseSampling(enum.Enum):
+    """How fresh read noise is sampled for a batch of input vectors."""
+
+    PER_SAMPLE = "per_sample"
+    """Exact: every input vector is one MVM with its own read-noise draw. Output noise of sample b,
+    column i is N(0, sum_j var_ji V_bj^2), computed with one extra GEMM."""
+    PER_BATCH = "per_batch"
+    """Approximate, faster: one weight-noise draw shared by every vector of a call. Each output has the
+    right marginal distribution, but outputs within one call are correlated."""
+
+
+class Activation(enum.Enum):
+    """Activation function applied by the analog periphery after the digital stage."""
+
+    IDENTITY = "identity"
+    RELU = "relu"
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+
+
+class NoiseKind(enum.Enum):
+    """How activation noise enters."""
+
+    ADDITIVE = "additive"
+    """y + sigma n."""
+    MULTIPLICATIVE = "multiplicative"
+    """y (1 + sigma n)."""
+
+
+def _check_int(obj: object, name: str, lo: int, hi: int, *, allow_none: bool = False) -> None:
+    value = getattr(obj, name)
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        extra = " or None (ideal)" if allow_none else ""
+        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be an integer in [{lo}, {hi}]{extra}")
+
+
+def _check_float(obj: object, name: str, lo: float, hi: float, unit: str = "", *, open_low: bool = False) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be a number{unit}")
+    value = float(value)
+    object.__setattr__(obj, name, value)
+    low_ok = value > lo if open_low else value >= lo
+    if not math.isfinite(value) or not low_ok or value > hi:
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{type(obj).__name__}.{name} = {value:g}{unit} must be in {bracket}{lo:g}, {hi:g}]{unit}")
+
+
+def _check_enum(obj: object, name: str, cls: type[enum.Enum]) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, cls):
+        try:
+            object.__setattr__(obj, name, cls(value))
+        except ValueError:
+            options = ", ".join(repr(m.value) for m in cls)
+            raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be one of {options}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TileConfig:
+    """Geometry and drive of one crossbar tile (a pair of identical arrays for G+ and G-).
+
+    Rows are word lines, driven by the DACs with the inputs; columns are bit lines, read by the ADCs.
+    A weight matrix W (out x in) is stored transposed: input j drives row j, output i is read on column i.
+    """
+
+    rows: int = 256
+    """Word lines per tile (inputs per tile)."""
+    cols: int = 256
+    """Bit lines per tile (outputs per tile)."""
+    read_voltage_volt: float = 0.2
+    """Read voltage applied for a full-scale input, V."""
+    scale_mode: ScaleMode = ScaleMode.PER_COLUMN
+    """How weights map to conductances."""
+    differential: DifferentialReadout = DifferentialReadout.ANALOG
+    """Where G+ - G- is formed."""
+
+    def __post_init__(self) -> None:
+        _check_int(self, "rows", 1, 1 << 16)
+        _check_int(self, "cols", 1, 1 << 16)
+        _check_float(self, "read_voltage_volt", 0.0, 5.0, " V", open_low=True)
+        _check_enum(self, "scale_mode", ScaleMode)
+        _check_enum(self, "differential", DifferentialReadout)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DACConfig:
+    """Input digital-to-analog converters (one per row)."""
+
+    bits: int | None = 8
+    """Resolution; a signed mid-tread quantizer with 2^bits - 1 levels. ``None``: ideal."""
+    range_mode: InputRange = InputRange.PER_SAMPLE_ABSMAX
+    """How the input range is chosen."""
+    input_max: float = 1.0
+    """Full-scale input for ``InputRange.FIXED`` (in the units of x)."""
+
+    def __post_init__(self) -> None:
+        _check_int(self, "bits", 2, MAX_CONVERTER_BITS, allow_none=True)
+        _check_enum(self, "range_mode", InputRange)
+        _check_float(self, "input_max", 0.0, 1e30, open_low=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ADCConfig:
+    """Output analog-to-digital converters (one per column and tile) with their sense amplifiers.
+
+    Currents are expressed in units of ``I_dev = (g_max - g_min) V_read``, the current of one device at
+    full window and full input. With per-column scaling this is the unit "max |w| times max |x|", so
+    ``full_scale_rel = 12`` equals aihwkit's default ``out_bound = 12`` and ``output_noise_std_rel =
+    0.06`` its default ``out_noise`` (IBM aihwkit ``IOParameters`` documentation).
+    """
+
+    bits: int | None = 8
+    """Resolution; a signed mid-tread quantizer with 2^bits - 1 levels. ``None``: ideal."""
+    full_scale_rel: float = 12.0
+    """Clipping bound of the column current, in units of I_dev; currents beyond +-full scale clip."""
+    output_noise_std_rel: float = 0.06
+    """Std of additive Gaussian output noise (sense amplifier, ADC), in units of I_dev, per read."""
+
+    def __post_init__(self) -> None:
+        _check_int(self, "bits", 2, MAX_CONVERTER_BITS, allow_none=True)
+        _check_float(self, "full_scale_rel", 0.0, 1e6, open_low=True)
+        _check_float(self, "output_noise_std_rel", 0.0, 1e6)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationConfig:
+    """Analog activation after the digital stage, and the noise it adds.
+
+    Noise is Gaussian: correlated noise is one draw per input vector shared by every neuron of the layer,
+    uncorrelated noise one draw per neuron; both may be on. Additive: ``y + s n``; multiplicative:
+    ``y (1 + s n)``.
+    """
+
+    function: Activation = Activation.IDENTITY
+    """Activation applied before the noise."""
+    kind: NoiseKind = NoiseKind.ADDITIVE
+    """Additive or multiplicative noise."""
+    uncorrelated_std_rel: float = 0.0
+    """Std of per-neuron noise, in units of the activation output (dimensionless)."""
+    correlated_std_rel: float = 0.0
+    """Std of the per-sample noise shared by all neurons, in units of the activation output."""
+
+    def __post_init__(self) -> None:
+        _check_enum(self, "function", Activation)
+        _check_enum(self, "kind", NoiseKind)
+        _check_float(self, "uncorrelated_std_rel", 0.0, 1e6)
+        _check_float(self, "correlated_std_rel", 0.0, 1e6)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stages:
+    """Switches for every stage of the MVM; all ``False`` gives the ideal product W x."""
+
+    programming_noise: bool = True
+    """Programming noise drawn once at programming (profile ``[programming] poly_siemens``)."""
+    mismatch: bool = True
+    """Static device-to-device gain mismatch (profile ``mismatch_std_rel``)."""
+    stuck_at_faults: bool = True
+    """Devices stuck at g_min or g_max (profile ``[faults]``)."""
+    drift: bool = True
+    """Conductance drift with time since programming (profile ``[drift]``)."""
+    temperature: bool = True
+    """Temperature dependence of conductance and drift (profile ``[temperature]``)."""
+    read_noise: bool = True
+    """Fresh read noise at every MVM (profile ``[read_noise]``)."""
+    dac: bool = True
+    """Input quantization and clipping (``DACConfig``)."""
+    adc: bool = True
+    """Output quantization and clipping (``ADCConfig``)."""
+    output_noise: bool = True
+    """Additive output noise of the sense amplifiers (``ADCConfig.output_noise_std_rel``)."""
+    activation_noise: bool = True
+    """Noise after the activation (``ActivationConfig``)."""
+    drift_compensation: bool = False
+    """Global drift compensation: a calibration read per tile rescales outputs digitally."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"Stages.{f.name} = {getattr(self, f.name)!r} must be True or False")
+
+    @classmethod
+    def all_off(cls) -> Stages:
+        """Every stage off: the chip computes W x (+ bias) to float precision."""
+        return cls(**{f.name: False for f in fields(cls)})
+
+    @classmethod
+    def only(cls, *names: str) -> Stages:
+        """Only the named stages on, e.g. ``Stages.only("read_noise", "adc")``."""
+        known = {f.name for f in fields(cls)}
+        for name in names:
+            if name not in known:
+                raise ValueError(f"unknown stage {name!r}; stages are {', '.join(sorted(known))}")
+        return cls(**{f.name: f.name in names for f in fields(cls)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChipConfig:
+    """Everything about the chip that is not the device technology."""
+
+    tile: TileConfig = field(default_factory=TileConfig)
+    dac: DACConfig = field(default_factory=DACConfig)
+    adc: ADCConfig = field(default_factory=ADCConfig)
+    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    stages: Stages = field(default_factory=Stages)
+    read_noise_sampling: ReadNoiseSampling = ReadNoiseSampling.PER_SAMPLE
+    """Exact per-vector read noise (default) or one draw shared by a batch."""
+
+    def __post_init__(self) -> None:
+        for name, cls in (
+            ("tile", TileConfig),
+            ("dac", DACConfig),
+            ("adc", ADCConfig),
+            ("activation", ActivationConfig),
+            ("stages", Stages),
+        ):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"ChipConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
+        _check_enum(self, "read_noise_sampling", ReadNoiseSampling)
+
+    @classmethod
+    def ideal(cls) -> ChipConfig:
+        """Every stage off."""
+        return cls(stages=Stages.all_off())
