@@ -145,6 +145,28 @@ class Chip:
         (child,) = self._seed_sequence.spawn(1)
         return ProgrammedMatrix(self, w, b, child)
 
+    def restore(self, arrays: dict[str, np.ndarray], *, spawn_key: tuple[int, ...], read_rng_state: dict | None = None) -> ProgrammedMatrix:
+        """Rebuild a programmed matrix from :meth:`ProgrammedMatrix.state_arrays` (e.g. read from HDF5).
+
+        The chip must have the profile, config and seed the matrix was programmed with (the caller checks
+        provenance); the device draws come from ``arrays``, nothing is re-drawn, so outputs repeat bit for
+        bit. ``spawn_key`` is :attr:`ProgrammedMatrix.spawn_key`; ``read_rng_state`` the
+        :attr:`ProgrammedMatrix.read_rng` ``bit_generator.state`` to continue the read-noise stream.
+        """
+        missing = set(ProgrammedMatrix.STATE_KEYS) - set(arrays) - {"bias"}
+        if missing:
+            raise ValueError(f"cannot restore a programmed matrix: missing array(s) {sorted(missing)}")
+        w = _as_real_array(arrays["weights"], "weights")
+        if w.ndim != 2:
+            raise ValueError(f"weights has shape {w.shape}; expected 2-D")
+        b = arrays.get("bias")
+        b = None if b is None or np.size(b) == 0 else np.array(b, dtype=np.float64)
+        ss = np.random.SeedSequence(self.seed, spawn_key=tuple(int(k) for k in spawn_key))
+        m = ProgrammedMatrix(self, np.array(w, dtype=np.float64), b, ss, restored=arrays)
+        if read_rng_state is not None:
+            m.read_rng.bit_generator.state = read_rng_state
+        return m
+
 
 class ProgrammedMatrix:
     """A weight matrix programmed onto the chip: the device state and the MVM on it.
@@ -153,7 +175,18 @@ class ProgrammedMatrix:
     drives word line j, output i is read on bit line i.
     """
 
-    def __init__(self, chip: Chip, weights: np.ndarray, bias: np.ndarray | None, seed_sequence: np.random.SeedSequence) -> None:
+    STATE_KEYS = ("weights", "bias", "g_target_siemens", "siemens_per_weight", "g_programmed_siemens", "nu", "stuck")
+    """Names of the arrays in :meth:`state_arrays`."""
+
+    def __init__(
+        self,
+        chip: Chip,
+        weights: np.ndarray,
+        bias: np.ndarray | None,
+        seed_sequence: np.random.SeedSequence,
+        *,
+        restored: dict[str, np.ndarray] | None = None,
+    ) -> None:
         cfg = chip.config
         prof = chip.profile
         self.profile: DeviceProfile = prof
@@ -168,21 +201,64 @@ class ProgrammedMatrix:
         )
         self.seed_sequence = seed_sequence
         program_ss, read_ss = seed_sequence.spawn(2)
-        self.targets: ConductanceTargets = map_weights(
-            weights,
-            self.grid,
-            g_min_siemens=prof.conductance.g_min_siemens,
-            g_max_siemens=prof.conductance.g_max_siemens,
-            scale_mode=cfg.tile.scale_mode,
-        )
-        self.devices: DeviceState = program_devices(
-            self.targets.g_target_siemens, prof, cfg.stages, np.random.default_rng(program_ss)
-        )
+        if restored is None:
+            self.targets: ConductanceTargets = map_weights(
+                weights,
+                self.grid,
+                g_min_siemens=prof.conductance.g_min_siemens,
+                g_max_siemens=prof.conductance.g_max_siemens,
+                scale_mode=cfg.tile.scale_mode,
+            )
+            self.devices: DeviceState = program_devices(
+                self.targets.g_target_siemens, prof, cfg.stages, np.random.default_rng(program_ss)
+            )
+        else:
+            self.targets, self.devices = self._restored_state(restored)
         for arr in (self.devices.target_siemens, self.devices.programmed_siemens, self.devices.nu, self.devices.stuck):
             arr.setflags(write=False)
         self._rng = np.random.default_rng(read_ss)
         self._states: OrderedDict[tuple[float, float, str], ReadState] = OrderedDict()
         self._reference_currents: np.ndarray | None = None
+
+    def _restored_state(self, arrays: dict[str, np.ndarray]) -> tuple[ConductanceTargets, DeviceState]:
+        n_in, n_out = self.grid.in_features, self.grid.out_features
+        shapes = {
+            "g_target_siemens": (2, n_in, n_out),
+            "g_programmed_siemens": (2, n_in, n_out),
+            "nu": (2, n_in, n_out),
+            "stuck": (2, n_in, n_out),
+            "siemens_per_weight": (self.grid.n_row_tiles, n_out),
+        }
+        out = {}
+        for key, shape in shapes.items():
+            arr = np.asarray(arrays[key])
+            if arr.shape != shape:
+                raise ValueError(f"cannot restore: array {key!r} has shape {arr.shape}, expected {shape} for this chip's tiles")
+            out[key] = np.array(arr, dtype=np.int8 if key == "stuck" else np.float64)
+            if key != "stuck" and not np.isfinite(out[key]).all():
+                raise ValueError(f"cannot restore: array {key!r} contains non-finite values")
+        targets = ConductanceTargets(g_target_siemens=out["g_target_siemens"], siemens_per_weight=out["siemens_per_weight"])
+        devices = DeviceState(
+            target_siemens=out["g_target_siemens"], programmed_siemens=out["g_programmed_siemens"], nu=out["nu"], stuck=out["stuck"]
+        )
+        return targets, devices
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Every array that defines this programmed instance (see :meth:`Chip.restore`)."""
+        return {
+            "weights": self.weights,
+            "bias": self.bias if self.bias is not None else np.zeros(0),
+            "g_target_siemens": self.targets.g_target_siemens,
+            "siemens_per_weight": self.targets.siemens_per_weight,
+            "g_programmed_siemens": self.devices.programmed_siemens,
+            "nu": self.devices.nu,
+            "stuck": self.devices.stuck,
+        }
+
+    @property
+    def spawn_key(self) -> tuple[int, ...]:
+        """Position of this matrix in its chip's seed tree (with the chip seed, it fixes every draw)."""
+        return tuple(self.seed_sequence.spawn_key)
 
     # ------------------------------------------------------------------ shapes and conditions
     @property

@@ -24,6 +24,8 @@ __all__ = [
     "ScaleMode",
     "Stages",
     "TileConfig",
+    "config_from_dict",
+    "config_to_dict",
 ]
 
 MAX_CONVERTER_BITS = 24
@@ -284,3 +286,60 @@ class ChipConfig:
     def ideal(cls) -> ChipConfig:
         """Every stage off."""
         return cls(stages=Stages.all_off())
+
+
+_GROUPS: dict[str, type] = {
+    "tile": TileConfig,
+    "dac": DACConfig,
+    "adc": ADCConfig,
+    "activation": ActivationConfig,
+    "stages": Stages,
+}
+
+
+def config_to_dict(config: ChipConfig) -> dict:
+    """A plain, JSON/TOML-serializable dict of a :class:`ChipConfig` (enums as their values).
+
+    ``None`` values (ideal converters) are kept as ``None``; TOML writers should omit them.
+    """
+    if not isinstance(config, ChipConfig):
+        raise ValueError(f"config must be a ChipConfig, got {type(config).__name__}")
+    out: dict = {}
+    for name in _GROUPS:
+        group = getattr(config, name)
+        out[name] = {f.name: (v.value if isinstance(v, enum.Enum) else v) for f in fields(group) for v in [getattr(group, f.name)]}
+    out["read_noise_sampling"] = config.read_noise_sampling.value
+    return out
+
+
+def config_from_dict(data: dict, *, origin: str = "config") -> ChipConfig:
+    """Build a :class:`ChipConfig` from :func:`config_to_dict` output or a TOML table.
+
+    Missing groups and fields take their defaults; unknown keys raise ``ValueError`` naming ``origin``.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{origin}: chip configuration must be a table, got {type(data).__name__}")
+    unknown = set(data) - set(_GROUPS) - {"read_noise_sampling"}
+    if unknown:
+        raise ValueError(f"{origin}: unknown chip configuration key {sorted(unknown)[0]!r} (expected {', '.join(sorted(_GROUPS))}, read_noise_sampling)")
+    kwargs: dict = {}
+    for name, cls in _GROUPS.items():
+        if name not in data:
+            continue
+        table = data[name]
+        if not isinstance(table, dict):
+            raise ValueError(f"{origin}: [{name}] must be a table")
+        allowed = {f.name for f in fields(cls)}
+        for key in table:
+            if key not in allowed:
+                raise ValueError(f"{origin}: unknown key {key!r} in [{name}] (expected one of {', '.join(sorted(allowed))})")
+        try:
+            kwargs[name] = cls(**table)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{origin}: {exc}") from None
+    if "read_noise_sampling" in data:
+        kwargs["read_noise_sampling"] = data["read_noise_sampling"]
+    try:
+        return ChipConfig(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{origin}: {exc}") from None

@@ -346,3 +346,30 @@ def test_bias_shape_and_seed_are_checked() -> None:
         Chip("pcm", seed=-1)
     with pytest.raises(ValueError, match="config"):
         Chip("pcm", config="fast")  # type: ignore[arg-type]
+
+
+def test_restore_reproduces_a_programmed_matrix_bit_for_bit() -> None:
+    rng = np.random.default_rng(16)
+    w, x = _wx(rng, 20, 33, 6)
+    chip = Chip(noisy_profile(), _full_config(), seed=9)
+    chip.program(w)  # the restored one is the second programmed matrix of the chip
+    m = chip.program(w, bias=np.arange(20.0))
+    m.matvec(x)  # advance the read stream
+    arrays = {k: np.array(v) for k, v in m.state_arrays().items()}
+    rng_state = m.read_rng.bit_generator.state
+    restored = Chip(noisy_profile(), _full_config(), seed=9).restore(arrays, spawn_key=m.spawn_key, read_rng_state=rng_state)
+    np.testing.assert_array_equal(restored.matvec(x, time_sec=1e5, temperature_kelvin=320.0), m.matvec(x, time_sec=1e5, temperature_kelvin=320.0))
+    bad = dict(arrays, nu=arrays["nu"][:, :-1])
+    with pytest.raises(ValueError, match="'nu' has shape"):
+        Chip(noisy_profile(), _full_config(), seed=9).restore(bad, spawn_key=m.spawn_key)
+    with pytest.raises(ValueError, match="missing"):
+        Chip(noisy_profile(), _full_config(), seed=9).restore({"weights": w}, spawn_key=m.spawn_key)
+
+
+def test_config_round_trips_through_a_plain_dict() -> None:
+    from crossbar.config import config_from_dict, config_to_dict
+
+    cfg = _full_config(tile=TileConfig(rows=8, differential=DifferentialReadout.DIGITAL), dac=DACConfig(bits=None))
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    with pytest.raises(ValueError, match="unknown key 'bitz' in \\[adc\\]"):
+        config_from_dict({"adc": {"bitz": 4}}, origin="run.toml")
