@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from crossbar._jit import parallel_kernel, prange
-from crossbar._rng import next_normal, seed_state
+from crossbar._rng import fill_normal, next_normal, seed_state
 
 __all__ = ["ACTIVATION_CODES", "add_scaled_noise", "dac", "epilogue"]
 
@@ -120,8 +120,7 @@ def epilogue(
                         for i in range(n_out):
                             z[i] = z_read[p, b, i]
                     else:
-                        for i in range(n_out):
-                            z[i] = next_normal(state)
+                        fill_normal(z, n_out, state)
                 fs = full_scale[p]
                 clip = fs < np.inf
                 step = fs / adc_levels if adc_levels > 0 else 1.0
@@ -145,8 +144,9 @@ def epilogue(
                     for i in range(n_out):
                         z[i] = unc_std * z_unc[b, i]
                 else:
+                    fill_normal(z, n_out, state)
                     for i in range(n_out):
-                        z[i] = unc_std * next_normal(state)
+                        z[i] *= unc_std
             for i in range(n_out):
                 u = s * acc[i] + bias[i]
                 if activation == 1:
@@ -171,6 +171,8 @@ def add_scaled_noise(base: np.ndarray, std: np.ndarray, seed: np.uint64, chunk: 
     for c in prange(n_chunks):
         state = np.empty(4, dtype=np.uint64)
         seed_state(state, seed, np.uint64(c))
+        z = np.empty(n_cols, dtype=np.float64)
         for r in range(c * chunk, min(n_rows, (c + 1) * chunk)):
+            fill_normal(z, n_cols, state)
             for j in range(n_cols):
-                out[r, j] = base[r, j] + std[r, j] * next_normal(state)
+                out[r, j] = base[r, j] + std[r, j] * z[j]

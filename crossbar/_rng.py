@@ -30,10 +30,12 @@ _V = 0.00492867323399  # area of each layer
 
 
 def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Layer edges X[0..256] and the integer acceptance thresholds of the 256-layer ziggurat.
+    """Integer thresholds, widths and densities of the 256-layer ziggurat for 23-bit magnitudes.
 
-    Layer i (i >= 1) is the rectangle [0, X[i]] x [f(X[i]), f(X[i+1])] with f(x) = exp(-x^2/2); layer 0
-    is the base strip of width V / f(R) holding [0, R] x [0, f(R)] and the tail x > R. All have area V.
+    Layer i >= 1 is the rectangle [0, X[i]] x [f(X[i]), f(X[i+1])] with f(x) = exp(-x^2/2); layer 0 is
+    the base strip of width V / f(R) holding [0, R] x [0, f(R)] and the tail x > R. All have area V.
+    A draw uses 8 bits for the layer, 1 for the sign and 23 for the magnitude, so one 64-bit output of
+    the generator gives two normals (float32 resolution of the magnitude within a layer).
     """
     f = lambda x: math.exp(-0.5 * x * x)  # noqa: E731
     x = np.zeros(_N_LAYERS + 1)
@@ -43,8 +45,8 @@ def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         y = f(x[i]) + _V / x[i]
         x[i + 1] = math.sqrt(-2.0 * math.log(y)) if y < 1.0 else 0.0
     x[_N_LAYERS] = 0.0
-    scale = 2.0**52
-    k = np.array([math.floor(x[i + 1] / x[i] * scale) for i in range(_N_LAYERS)], dtype=np.uint64)
+    scale = 2.0**23
+    k = np.array([math.floor(x[i + 1] / x[i] * scale) for i in range(_N_LAYERS)], dtype=np.int64)
     w = x[:_N_LAYERS] / scale
     fx = np.exp(-0.5 * x * x)
     return k, w, fx
@@ -53,21 +55,20 @@ def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _ZIG_K, _ZIG_W, _ZIG_F = _ziggurat_tables()
 
 _U1 = np.uint64(1)
-_MASK8 = np.uint64(0xFF)
+_MASK32 = np.uint64(0xFFFFFFFF)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
-_S8 = np.uint64(8)
 _S11 = np.uint64(11)
-_S12 = np.uint64(12)
 _S17 = np.uint64(17)
+_S19 = np.uint64(19)
 _S23 = np.uint64(23)
 _S27 = np.uint64(27)
 _S30 = np.uint64(30)
 _S31 = np.uint64(31)
+_S32 = np.uint64(32)
 _S41 = np.uint64(41)
 _S45 = np.uint64(45)
-_S19 = np.uint64(19)
 _INV53 = 1.0 / 9007199254740992.0  # 2^-53
 
 
@@ -111,15 +112,14 @@ def next_uniform(s: np.ndarray) -> float:
 
 
 @inline_kernel
-def next_normal(s: np.ndarray) -> float:
-    """Standard normal double by the 256-layer ziggurat (exact up to float rounding)."""
+def _normal_from_bits(r: np.int64, s: np.ndarray) -> float:
+    """Standard normal from 32 random bits ``r`` by the ziggurat; rare slow paths draw more from ``s``."""
     while True:
-        u = next_u64(s)
-        idx = np.intp(u & _MASK8)
-        # Sign as a multiplier, not a branch: a random branch mispredicts half the time.
-        sign = 1.0 - 2.0 * float(np.int64((u >> _S8) & _U1))
-        rabs = u >> _S12  # 52 random bits
-        x = float(np.int64(rabs)) * _ZIG_W[idx]
+        idx = r & 0xFF
+        # the sign as a multiplier, not a branch: a random branch mispredicts half the time
+        sign = 1.0 - 2.0 * float((r >> 8) & 1)
+        rabs = r >> 9
+        x = float(rabs) * _ZIG_W[idx]
         if rabs < _ZIG_K[idx]:
             return sign * x
         if idx == 0:
@@ -129,9 +129,28 @@ def next_normal(s: np.ndarray) -> float:
                 b = -math.log(1.0 - next_uniform(s))
                 if b + b > a * a:
                     return sign * (_R + a)
-        y = _ZIG_F[idx] + next_uniform(s) * (_ZIG_F[idx + 1] - _ZIG_F[idx])
-        if y < math.exp(-0.5 * x * x):
+        if _ZIG_F[idx] + next_uniform(s) * (_ZIG_F[idx + 1] - _ZIG_F[idx]) < math.exp(-0.5 * x * x):
             return sign * x
+        r = np.int64(next_u64(s) & _MASK32)  # rejected: start over with fresh bits
+
+
+@inline_kernel
+def next_normal(s: np.ndarray) -> float:
+    """One standard normal (uses the low 32 bits of one generator output)."""
+    return _normal_from_bits(np.int64(next_u64(s) & _MASK32), s)
+
+
+@inline_kernel
+def fill_normal(out: np.ndarray, n: int, s: np.ndarray) -> None:
+    """``out[:n]`` = standard normals, two per generator output (the fast way to draw many)."""
+    i = 0
+    while i + 1 < n:
+        u = next_u64(s)
+        out[i] = _normal_from_bits(np.int64(u & _MASK32), s)
+        out[i + 1] = _normal_from_bits(np.int64(u >> _S32), s)
+        i += 2
+    if i < n:
+        out[i] = next_normal(s)
 
 
 @parallel_kernel
@@ -141,8 +160,8 @@ def _fill_normal(out: np.ndarray, seed: np.uint64, chunk: int) -> None:
     for c in prange(n_chunks):
         state = np.empty(4, dtype=np.uint64)
         seed_state(state, seed, np.uint64(c))
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            out[i] = next_normal(state)
+        lo = c * chunk
+        fill_normal(out[lo:], min(n, lo + chunk) - lo, state)
 
 
 @parallel_kernel
@@ -170,8 +189,8 @@ def _check_seed_shape(seed: int, shape: int | tuple[int, ...], chunk: int) -> tu
 def standard_normal(seed: int, shape: int | tuple[int, ...], *, chunk: int = 4096) -> np.ndarray:
     """Standard normal float64 samples from the kernels' streams, in C order.
 
-    Element ``i`` of the flattened output is draw ``i mod chunk`` of stream ``(seed, i // chunk)``,
-    exactly what a kernel chunk of that size would consume. Used by tests and by NumPy-level code that
+    Element ``i`` of the flattened output is normal number ``i mod chunk`` of stream ``(seed, i // chunk)``
+    as :func:`fill_normal` draws them, exactly what a kernel chunk of that size would consume. Used by tests and by NumPy-level code that
     wants the same generator.
 
     Parameters
