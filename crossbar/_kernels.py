@@ -104,63 +104,81 @@ def epilogue(
     given_read = z_read.shape[0] > 0
     given_corr = z_corr.shape[0] > 0
     given_unc = z_unc.shape[0] > 0
+    out_std = math.sqrt(out_var)
     n_chunks = (n_batch + chunk - 1) // chunk
     for c in prange(n_chunks):
         state = np.empty(4, dtype=np.uint64)
         seed_state(state, seed, np.uint64(c))
         acc = np.empty(n_out, dtype=np.float64)
+        cur = np.empty(n_out, dtype=np.float64)
         z = np.zeros(n_out, dtype=np.float64)
         for b in range(c * chunk, min(n_batch, (c + 1) * chunk)):
             acc[:] = 0.0
             for p in range(n_part):
-                # Draw first, in a tight loop of its own: the ziggurat's branches would otherwise keep
-                # the arithmetic loop below from being vectorized.
+                # Each loop below is branch-free over i so that it vectorizes; the draws come first, in
+                # a tight loop of their own.
                 if add_noise:
                     if given_read:
                         for i in range(n_out):
                             z[i] = z_read[p, b, i]
                     else:
                         fill_normal(z, n_out, state)
+                    if has_var:
+                        for i in range(n_out):
+                            cur[i] = partial[p, b, i] + math.sqrt(max(out_var + partial_var[p, b, i], 0.0)) * z[i]
+                    else:
+                        for i in range(n_out):
+                            cur[i] = partial[p, b, i] + out_std * z[i]
+                else:
+                    for i in range(n_out):
+                        cur[i] = partial[p, b, i]
                 fs = full_scale[p]
-                clip = fs < np.inf
-                step = fs / adc_levels if adc_levels > 0 else 1.0
-                inv_step = 1.0 / step
-                for i in range(n_out):
-                    current = float(partial[p, b, i])
-                    if add_noise:
-                        var = out_var + (float(partial_var[p, b, i]) if has_var else 0.0)
-                        current += math.sqrt(max(var, 0.0)) * z[i]
-                    if clip:
-                        current = min(max(current, -fs), fs)
-                    if adc_levels > 0:
-                        current = np.rint(current * inv_step) * step
-                    acc[i] += gain[p, i] * current
+                if adc_levels > 0:
+                    step = fs / adc_levels
+                    inv_step = 1.0 / step
+                    for i in range(n_out):
+                        acc[i] += gain[p, i] * (np.rint(min(max(cur[i], -fs), fs) * inv_step) * step)
+                elif fs < np.inf:
+                    for i in range(n_out):
+                        acc[i] += gain[p, i] * min(max(cur[i], -fs), fs)
+                else:
+                    for i in range(n_out):
+                        acc[i] += gain[p, i] * cur[i]
             s = scale[b]
-            n_b = 0.0
-            if corr_std > 0.0:
-                n_b = corr_std * (z_corr[b] if given_corr else next_normal(state))
-            if unc_std > 0.0:
-                if given_unc:
-                    for i in range(n_out):
-                        z[i] = unc_std * z_unc[b, i]
-                else:
-                    fill_normal(z, n_out, state)
-                    for i in range(n_out):
-                        z[i] *= unc_std
             for i in range(n_out):
-                u = s * acc[i] + bias[i]
-                if activation == 1:
-                    u = max(u, 0.0)
-                elif activation == 2:
-                    u = 1.0 / (1.0 + math.exp(-u)) if u >= 0 else math.exp(u) / (1.0 + math.exp(u))
-                elif activation == 3:
-                    u = math.tanh(u)
-                noise = n_b + (z[i] if unc_std > 0.0 else 0.0)
-                if multiplicative:
-                    u = u * (1.0 + noise)
+                acc[i] = s * acc[i] + bias[i]
+            if activation == 1:
+                for i in range(n_out):
+                    acc[i] = max(acc[i], 0.0)
+            elif activation == 2:
+                for i in range(n_out):  # one exp, no branch: t = e^-|u|, sigmoid = 1/(1+t) or t/(1+t)
+                    u = acc[i]
+                    t = math.exp(-abs(u))
+                    r = 1.0 / (1.0 + t)
+                    acc[i] = r if u >= 0.0 else t * r
+            elif activation == 3:
+                for i in range(n_out):
+                    acc[i] = math.tanh(acc[i])
+            if corr_std > 0.0 or unc_std > 0.0:
+                n_b = 0.0
+                if corr_std > 0.0:
+                    n_b = corr_std * (z_corr[b] if given_corr else next_normal(state))
+                if unc_std > 0.0:
+                    if given_unc:
+                        for i in range(n_out):
+                            z[i] = z_unc[b, i]
+                    else:
+                        fill_normal(z, n_out, state)
                 else:
-                    u = u + noise
-                y[b, i] = u
+                    z[:] = 0.0
+                if multiplicative:
+                    for i in range(n_out):
+                        acc[i] *= 1.0 + n_b + unc_std * z[i]
+                else:
+                    for i in range(n_out):
+                        acc[i] += n_b + unc_std * z[i]
+            for i in range(n_out):
+                y[b, i] = acc[i]
 
 
 @parallel_kernel
