@@ -21,6 +21,7 @@ from typing import Any
 
 MODULES = [
     "benchmarks.bench_mvm",
+    "benchmarks.bench_bridge",
 ]
 """Benchmark modules, run in this order. Each exposes ``run(quick: bool) -> list[Record]``."""
 
