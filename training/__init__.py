@@ -59,7 +59,7 @@ from training.regularizers import (
     saturation_penalty,
 )
 from training.srl import SRLConfig, SRLMode, StochasticResidualLayer, bind_generator
-from training.trainer import OptimizerKind, Recipe, TrainConfig, TrainHistory, Trainer
+from training.trainer import LRSchedule, OptimizerKind, Recipe, TrainConfig, TrainHistory, Trainer
 
 __all__ = [
     "MLP",
@@ -75,6 +75,7 @@ __all__ = [
     "NoiseAwareModel",
     "NoiseCorrelation",
     "NoiseKind",
+    "LRSchedule",
     "NoisePoint",
     "NoiseSweep",
     "OptimizerKind",

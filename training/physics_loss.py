@@ -1,0 +1,231 @@
+"""The physics-informed loss: keep weights inside the programmable range and distributed like the hardware.
+
+.. math:: L_{phys} = \\lambda_1 \\lVert W - \\mathrm{clip}(W, -w_{max}, w_{max}) \\rVert^2
+          + \\lambda_2\\, \\mathrm{KL}\\big(\\hat p(Q_b(W)) \\,\\Vert\\, \\pi_{hw}\\big)
+
+The first term pulls weights back into the conductance window the chip can program; the second makes the
+distribution of the programmed (quantized) weights match the level occupancy ``pi_hw`` of the hardware.
+``p-hat`` is a soft histogram: each value belongs to bin k with weight
+``sigmoid((x - e_k)/tau) - sigmoid((x - e_{k+1})/tau)``, which is differentiable in x, so the KL term has a
+gradient (through Q_b straight-through). ``pi_hw`` is a :class:`HardwarePrior` (bin edges and
+probabilities); it will come from the characterization file (written by the chip-characterization work);
+until then :func:`uniform_level_prior` gives the placeholder "every level of the b-bit grid equally used".
+
+The loss form is the project's (DESIGN.md, "Training"); our literature search found no citable source for
+this exact combination. The KL divergence is the standard one (S. Kullback and R. A. Leibler, Ann. Math.
+Statist. 22(1), 79-86 (1951), doi:10.1214/aoms/1177729694).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from training._checks import check_float, check_int
+from training.quantization import MAX_BITS, MIN_BITS, quantization_levels, quantize_ste
+
+__all__ = [
+    "HardwarePrior",
+    "PhysicsInformedLoss",
+    "clip_penalty",
+    "kl_divergence",
+    "physics_informed_penalty",
+    "soft_histogram",
+    "uniform_level_prior",
+]
+
+_TRUNCATION_SIGMAS = 16.0
+"""Bins farther than this many kernel widths from a value are skipped; their total weight < sigmoid(-16)."""
+
+
+def _as_float_tuple(obj: object, name: str, value: object) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in torch.as_tensor(value, dtype=torch.float64).reshape(-1).tolist())
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be a sequence of numbers") from None
+    object.__setattr__(obj, name, out)
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardwarePrior:
+    """A distribution over weight bins: ``pi_hw`` of the physics-informed loss."""
+
+    bin_edges: tuple[float, ...]
+    """Ascending bin edges e_0 < ... < e_K, in weight units (same units as W and ``w_max``)."""
+    probabilities: tuple[float, ...]
+    """Probability of each of the K bins; non-negative, summing to 1."""
+    source: str = ""
+    """Where the prior comes from (a characterization file, or how a placeholder was built)."""
+
+    def __post_init__(self) -> None:
+        edges = _as_float_tuple(self, "bin_edges", self.bin_edges)
+        probs = _as_float_tuple(self, "probabilities", self.probabilities)
+        if len(edges) < 2:
+            raise ValueError(f"HardwarePrior.bin_edges has {len(edges)} edges; needs at least 2")
+        if not all(math.isfinite(e) for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError("HardwarePrior.bin_edges must be finite and strictly ascending")
+        if len(probs) != len(edges) - 1:
+            raise ValueError(
+                f"HardwarePrior.probabilities has {len(probs)} values; {len(edges) - 1} bins need as many"
+            )
+        if any(not math.isfinite(p) or p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+            raise ValueError(f"HardwarePrior.probabilities must be >= 0 and sum to 1 (sum = {sum(probs):.9g})")
+        if not isinstance(self.source, str):
+            raise ValueError(f"HardwarePrior.source = {self.source!r} must be a string")
+
+    @property
+    def n_bins(self) -> int:
+        """K, the number of bins."""
+        return len(self.probabilities)
+
+
+def uniform_level_prior(bits: int, w_max: float) -> HardwarePrior:
+    """Uniform ``pi_hw`` over the ``2**bits - 1`` levels of the b-bit grid on ``[-w_max, w_max]``.
+
+    Bins are centred on the levels, with edges halfway between levels (the outer edges half a step beyond
+    +-w_max). This is the prior of a chip whose every conductance level is equally usable; it stands in
+    until a measured one is read from a characterization file.
+    """
+    levels = quantization_levels(bits, w_max)
+    step = float(levels[1] - levels[0])
+    edges = torch.cat([levels[:1] - step / 2, (levels[:-1] + levels[1:]) / 2, levels[-1:] + step / 2])
+    k = levels.numel()
+    return HardwarePrior(
+        bin_edges=tuple(edges.tolist()),
+        probabilities=(1.0 / k,) * k,
+        source=f"uniform over the {k} levels of a {bits}-bit grid on [-{w_max:g}, {w_max:g}] (placeholder)",
+    )
+
+
+def soft_histogram(x: torch.Tensor, edges: torch.Tensor | Sequence[float], bandwidth: float) -> torch.Tensor:
+    """Differentiable histogram of the values of ``x``, normalized to a probability vector.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Values (any shape; flattened).
+    edges : torch.Tensor or sequence of float
+        Ascending bin edges e_0 ... e_K.
+    bandwidth : float
+        Kernel width tau, in the units of x (e.g. a quarter of the bin width).
+
+    Returns
+    -------
+    torch.Tensor
+        ``p`` of shape (K,), ``p >= 0``, ``p.sum() == 1``.
+
+    Notes
+    -----
+    .. math:: m_k(x) = \\sigma\\Big(\\frac{x - e_k}{\\tau}\\Big) - \\sigma\\Big(\\frac{x - e_{k+1}}{\\tau}\\Big),
+              \\qquad \\hat p_k = \\frac{\\sum_n m_k(x_n)}{\\sum_{k'} \\sum_n m_{k'}(x_n)}
+
+    Memberships telescope, so a value's total membership in the bins farther than 16 tau away is below
+    sigmoid(-16) ~ 1e-7; those bins are skipped, which makes the cost O(N r) instead of O(N K) for fine grids.
+    Values outside the edges count only partially (their membership tails off over a few tau).
+    """
+    if not bandwidth > 0:
+        raise ValueError(f"bandwidth = {bandwidth!r} must be > 0")
+    e = torch.as_tensor(edges, dtype=x.dtype, device=x.device).reshape(-1)
+    if e.numel() < 2 or bool((e[1:] <= e[:-1]).any()):
+        raise ValueError("edges must hold at least 2 strictly ascending values")
+    values = x.reshape(-1)
+    if values.numel() == 0:
+        raise ValueError("soft_histogram needs at least one value")
+    k = e.numel() - 1
+    min_width = float((e[1:] - e[:-1]).min())
+    radius = min(k - 1, math.ceil(_TRUNCATION_SIGMAS * bandwidth / min_width) + 1)
+    home = (torch.searchsorted(e, values.detach().contiguous(), right=True) - 1).clamp(0, k - 1)
+    hist = torch.zeros(k, dtype=x.dtype, device=x.device)
+    for offset in range(-radius, radius + 1):
+        idx = home + offset
+        valid = (idx >= 0) & (idx < k)
+        idx, v = idx[valid], values[valid]
+        membership = torch.sigmoid((v - e[idx]) / bandwidth) - torch.sigmoid((v - e[idx + 1]) / bandwidth)
+        hist = hist.index_add(0, idx, membership)
+    return hist / hist.sum()
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor, *, eps: float = 1e-12) -> torch.Tensor:
+    """KL(p || q) = sum_k p_k log(p_k / q_k) in nats, with p and q floored at ``eps`` inside the logs.
+
+    Notes
+    -----
+    .. math:: \\mathrm{KL}(p \\Vert q) = \\sum_k p_k \\big(\\log \\max(p_k, \\epsilon) - \\log \\max(q_k, \\epsilon)\\big)
+    """
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    return (p * (p.clamp_min(eps).log() - q.clamp_min(eps).log())).sum()
+
+
+def clip_penalty(weights: Sequence[torch.Tensor], w_max: float) -> torch.Tensor:
+    """``sum_l ||W_l - clip(W_l, -w_max, w_max)||**2``: the squared excess beyond the programmable range.
+
+    Notes
+    -----
+    .. math:: R_{clip} = \\sum_l \\sum_{ij} \\big(W_{ij} - \\mathrm{clip}(W_{ij}, -w_{max}, w_{max})\\big)^2
+              = \\sum \\max(|W| - w_{max}, 0)^2
+    """
+    if isinstance(weights, torch.Tensor) or not weights:
+        raise ValueError("weights must be a non-empty sequence of tensors")
+    if not w_max > 0:
+        raise ValueError(f"w_max = {w_max!r} must be > 0")
+    return sum((w - w.clamp(-w_max, w_max)).pow(2).sum() for w in weights)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhysicsInformedLoss:
+    """Weights and grid of the physics-informed loss."""
+
+    lambda_clip: float = 1.0
+    """lambda_1, weight of the range term (dimensionless per squared weight unit)."""
+    lambda_kl: float = 0.01
+    """lambda_2, weight of the KL term (per nat)."""
+    w_max: float = 1.0
+    """Largest programmable |weight|, in weight units; also the full scale of Q_b."""
+    bits: int = 4
+    """Resolution of Q_b applied to W before the histogram (2^bits - 1 levels)."""
+    bandwidth_rel: float = 0.25
+    """Soft-histogram kernel width, in units of the narrowest bin of the prior."""
+
+    def __post_init__(self) -> None:
+        check_float(self, "lambda_clip", 0.0, 1e9)
+        check_float(self, "lambda_kl", 0.0, 1e9)
+        check_float(self, "w_max", 0.0, 1e6, open_low=True)
+        check_int(self, "bits", MIN_BITS, MAX_BITS)
+        check_float(self, "bandwidth_rel", 0.0, 10.0, open_low=True)
+
+
+def physics_informed_penalty(
+    weights: Sequence[torch.Tensor], *, config: PhysicsInformedLoss, prior: HardwarePrior
+) -> torch.Tensor:
+    """lambda_1 clip term + lambda_2 KL(soft histogram of Q_b(W) || pi_hw) over all ``weights`` pooled.
+
+    Raises ``ValueError`` when the prior's edges do not cover ``[-w_max, w_max]`` (the quantized weights
+    would fall outside every bin).
+    """
+    if not isinstance(config, PhysicsInformedLoss):
+        raise ValueError(f"config = {config!r} must be a PhysicsInformedLoss")
+    if not isinstance(prior, HardwarePrior):
+        raise ValueError(f"prior = {prior!r} must be a HardwarePrior")
+    if prior.bin_edges[0] > -config.w_max or prior.bin_edges[-1] < config.w_max:
+        raise ValueError(
+            f"prior bin edges [{prior.bin_edges[0]:g}, {prior.bin_edges[-1]:g}] must cover "
+            f"[-w_max, w_max] = [{-config.w_max:g}, {config.w_max:g}]"
+        )
+    if isinstance(weights, torch.Tensor) or not weights:
+        raise ValueError("weights must be a non-empty sequence of tensors")
+    flat = torch.cat([w.reshape(-1) for w in weights])
+    total = flat.new_zeros(())
+    if config.lambda_clip:
+        total = total + config.lambda_clip * clip_penalty([flat], config.w_max)
+    if config.lambda_kl:
+        edges = torch.tensor(prior.bin_edges, dtype=flat.dtype, device=flat.device)
+        q = torch.tensor(prior.probabilities, dtype=flat.dtype, device=flat.device)
+        bandwidth = config.bandwidth_rel * float((edges[1:] - edges[:-1]).min())
+        p = soft_histogram(quantize_ste(flat, bits=config.bits, x_max=config.w_max), edges, bandwidth)
+        total = total + config.lambda_kl * kl_divergence(p, q)
+    return total
