@@ -10,6 +10,9 @@ with ``nu`` drawn per device. The programmed state is defined at ``t0``: reads a
 * conductance: ``G(T) = G(T_ref) exp(-(Ea_G / k_B)(1/T - 1/T_ref)) (1 + tcr (T - T_ref))``;
 * drift rate, by time-temperature superposition of structural relaxation:
   ``t_eff = t exp((Ea_drift / k_B)(1/T_ref - 1/T))``, so a hot chip drifts as if older.
+
+The drift exponent of each device is drawn at programming from N(mu_nu, sigma_nu), whose mean and
+spread may depend on the device's target conductance (:func:`drift_exponent_distribution`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,55 @@ import numpy as np
 
 from crossbar.profiles import BOLTZMANN_EV_PER_KELVIN, DeviceProfile
 
-__all__ = ["drift_factor", "effective_time_sec", "temperature_factor", "validate_read_conditions"]
+__all__ = [
+    "drift_exponent_distribution",
+    "drift_factor",
+    "effective_time_sec",
+    "temperature_factor",
+    "validate_read_conditions",
+]
 
 MAX_TEMPERATURE_KELVIN = 1000.0
+
+_MIN_RELATIVE_CONDUCTANCE = 1e-12
+"""Floor of G_T / G_ref in the log of the conductance-dependent drift law (a device at G_T = 0)."""
+
+
+def drift_exponent_distribution(g_target_siemens: np.ndarray, profile: DeviceProfile) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the drift exponent of devices programmed to ``g_target_siemens``.
+
+    Parameters
+    ----------
+    g_target_siemens : array_like
+        Target conductances, S (any shape).
+    profile : DeviceProfile
+
+    Returns
+    -------
+    mean, std : ndarray
+        Arrays of the shape of ``g_target_siemens`` (dimensionless).
+
+    Notes
+    -----
+    With ``d = profile.drift`` and ``x = ln(max(|G_T| / d.nu_g_ref_siemens, 1e-12))``::
+
+        mu_nu    = clip(d.nu_mean + d.nu_mean_log_slope x, d.nu_mean_min, d.nu_mean_max)
+        sigma_nu = clip(d.nu_std  + d.nu_std_log_slope  x, d.nu_std_min,  d.nu_std_max)
+
+    the clipped logarithmic law fitted to IBM PCM by Nandakumar et al., ICECS 2019,
+    doi:10.1109/ICECS46596.2019.8964852 (low-conductance states drift faster). The floor on
+    ``G_T / G_ref`` only matters for a device at G_T = 0, whose exponent then sits at a clip bound.
+    With both slopes 0 every device gets ``(d.nu_mean, d.nu_std)``; the clip bounds belong to the
+    conductance-dependent law and are then not applied.
+    """
+    d = profile.drift
+    g = np.abs(np.asarray(g_target_siemens, dtype=np.float64))
+    if not d.conductance_dependent:
+        return np.full(g.shape, d.nu_mean), np.full(g.shape, d.nu_std)
+    x = np.log(np.maximum(g / d.nu_g_ref_siemens, _MIN_RELATIVE_CONDUCTANCE))
+    mean = np.clip(d.nu_mean + d.nu_mean_log_slope * x, d.nu_mean_min, d.nu_mean_max)
+    std = np.clip(d.nu_std + d.nu_std_log_slope * x, d.nu_std_min, d.nu_std_max)
+    return mean, std
 
 
 def validate_read_conditions(time_sec: float, temperature_kelvin: float) -> tuple[float, float]:

@@ -154,17 +154,56 @@ class ReadNoise:
 
 @dataclass(frozen=True, kw_only=True)
 class Drift:
-    """Conductance drift G(t) = G(t0) (t / t0)^(-nu), nu ~ N(nu_mean, nu_std) per device, clipped at 0."""
+    """Conductance drift G(t) = G(t0) (t / t0)^(-nu), nu ~ N(mu_nu, sigma_nu) per device, clipped at 0.
+
+    The mean and spread of nu may depend on the target conductance G_T of the device (the PCM model
+    of Nandakumar et al. 2019), as a clipped linear function of ln(G_T / nu_g_ref_siemens)::
+
+        mu_nu(G_T)    = clip(nu_mean + nu_mean_log_slope ln(G_T / G_ref), nu_mean_min, nu_mean_max)
+        sigma_nu(G_T) = clip(nu_std  + nu_std_log_slope  ln(G_T / G_ref), nu_std_min,  nu_std_max)
+
+    With both slopes 0 (the default) every device has mu_nu = nu_mean and sigma_nu = nu_std (the clip
+    bounds are part of the conductance-dependent law and are then not applied).
+    """
 
     nu_mean: float = 0.0
-    """Mean drift exponent (dimensionless)."""
+    """Mean drift exponent; with a conductance-dependent law, its value at nu_g_ref_siemens before clipping."""
     nu_std: float = 0.0
-    """Device-to-device standard deviation of the drift exponent."""
+    """Device-to-device std of the drift exponent; with a conductance-dependent law, at nu_g_ref_siemens."""
     t0_sec: float = 1.0
     """Reference time after programming at which the programmed state is defined, s."""
+    nu_g_ref_siemens: float = 0.0
+    """Reference conductance of the conductance-dependent law, S; must be > 0 when a slope is nonzero."""
+    nu_mean_log_slope: float = 0.0
+    """Change of the mean drift exponent per unit of ln(G_T / nu_g_ref_siemens); 0: same mean for all G_T."""
+    nu_std_log_slope: float = 0.0
+    """Change of the drift-exponent std per unit of ln(G_T / nu_g_ref_siemens); 0: same std for all G_T."""
+    nu_mean_min: float = 0.0
+    """Lower clip of the conductance-dependent mean drift exponent (unused when both slopes are 0)."""
+    nu_mean_max: float = 1.0
+    """Upper clip of the conductance-dependent mean drift exponent (unused when both slopes are 0)."""
+    nu_std_min: float = 0.0
+    """Lower clip of the conductance-dependent drift-exponent std (unused when both slopes are 0)."""
+    nu_std_max: float = 1.0
+    """Upper clip of the conductance-dependent drift-exponent std (unused when both slopes are 0)."""
 
     def __post_init__(self) -> None:
         _check_fields(self)
+        for lo, hi in (("nu_mean_min", "nu_mean_max"), ("nu_std_min", "nu_std_max")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ValueError(
+                    f"drift.{lo} = {getattr(self, lo):g} must be <= drift.{hi} = {getattr(self, hi):g}"
+                )
+        if self.conductance_dependent and self.nu_g_ref_siemens <= 0:
+            raise ValueError(
+                f"drift.nu_g_ref_siemens = {self.nu_g_ref_siemens:g} S must be > 0 S when "
+                "drift.nu_mean_log_slope or drift.nu_std_log_slope is nonzero"
+            )
+
+    @property
+    def conductance_dependent(self) -> bool:
+        """Whether the drift-exponent distribution depends on the target conductance."""
+        return self.nu_mean_log_slope != 0.0 or self.nu_std_log_slope != 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,6 +299,13 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "nu_mean": (0.0, 1.0),
     "nu_std": (0.0, 1.0),
     "t0_sec": (1e-9, 1e6),
+    "nu_g_ref_siemens": (0.0, 1e-2),
+    "nu_mean_log_slope": (-1.0, 1.0),
+    "nu_std_log_slope": (-1.0, 1.0),
+    "nu_mean_min": (0.0, 1.0),
+    "nu_mean_max": (0.0, 1.0),
+    "nu_std_min": (0.0, 1.0),
+    "nu_std_max": (0.0, 1.0),
     "reference_kelvin": (1.0, 1000.0),
     "conductance_activation_energy_ev": (0.0, 3.0),
     "conductance_tcr_per_kelvin": (-0.1, 0.1),

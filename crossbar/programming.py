@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crossbar.config import Stages
+from crossbar.drift import drift_exponent_distribution
 from crossbar.profiles import DeviceProfile
 
 __all__ = ["STUCK_AT_GMAX", "STUCK_AT_GMIN", "DeviceState", "program_devices", "programming_noise_std"]
@@ -77,8 +78,9 @@ def program_devices(
     -----
     ``G_p = max(0, G_T + sigma(G_T) z1) * max(0, 1 + m z2)``, then a device is stuck at g_min with
     probability p_min and at g_max with probability p_max (one uniform draw u: ``u < p_min`` or
-    ``p_min <= u < p_min + p_max``). Drift exponents ``nu = max(0, nu_mean + nu_std z3)``; stuck devices
-    do not drift.
+    ``p_min <= u < p_min + p_max``). Drift exponents ``nu = max(0, mu_nu(G_T) + sigma_nu(G_T) z3)``
+    (:func:`crossbar.drift.drift_exponent_distribution`; constant unless the profile makes them depend
+    on the target conductance); stuck devices do not drift.
     """
     g_t = np.asarray(g_target_siemens, dtype=np.float64)
     shape = g_t.shape
@@ -104,7 +106,8 @@ def program_devices(
         g[stuck == STUCK_AT_GMAX] = profile.conductance.g_max_siemens
 
     if stages.drift:
-        nu = np.maximum(profile.drift.nu_mean + profile.drift.nu_std * z_nu, 0.0)
+        nu_mean, nu_std = drift_exponent_distribution(g_t, profile)
+        nu = np.maximum(nu_mean + nu_std * z_nu, 0.0)
         nu[stuck != 0] = 0.0
     else:
         nu = np.zeros(shape)
