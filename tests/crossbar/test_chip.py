@@ -252,7 +252,10 @@ def test_digital_and_analog_readout_agree_without_converters_and_noise() -> None
 
 def test_drift_compensation_restores_the_scale_after_uniform_drift() -> None:
     """With a drift exponent identical for every device, drift is a global gain that compensation undoes."""
-    profile = dataclasses.replace(load_profile("pcm"), drift=dataclasses.replace(load_profile("pcm").drift, nu_std=0.0))
+    pcm = load_profile("pcm")
+    profile = dataclasses.replace(
+        pcm, drift=dataclasses.replace(pcm.drift, nu_std=0.0, nu_mean_log_slope=0.0, nu_std_log_slope=0.0)
+    )
     rng = np.random.default_rng(15)
     w, x = _wx(rng, 16, 32, 8)
     on = Stages.only("drift", "drift_compensation")
