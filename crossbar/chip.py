@@ -17,6 +17,7 @@ for the signal, one more for the exact read-noise variance, and one fused epilog
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from crossbar import _kernels
+from crossbar import _kernels, irdrop
 from crossbar.config import ChipConfig, DifferentialReadout, InputRange, ReadNoiseSampling
 from crossbar.drift import drift_factor, temperature_factor, validate_read_conditions
 from crossbar.mapping import ConductanceTargets, map_weights
@@ -219,6 +220,7 @@ class ProgrammedMatrix:
         self._rng = np.random.default_rng(read_ss)
         self._states: OrderedDict[tuple[float, float, str], ReadState] = OrderedDict()
         self._reference_currents: np.ndarray | None = None
+        self._effective_cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
     def _restored_state(self, arrays: dict[str, np.ndarray]) -> tuple[ConductanceTargets, DeviceState]:
         n_in, n_out = self.grid.in_features, self.grid.out_features
@@ -334,9 +336,105 @@ class ProgrammedMatrix:
         return self._device_conductances(t, temp)
 
     def _array_conductances(self, g: np.ndarray) -> np.ndarray:
-        """Conductances as seen from the periphery. Device conductances for now; the circuit stage
-        (IR drop) replaces them here by each tile's effective conductance matrix."""
-        return g
+        """Conductances as seen from the periphery, shape (2, in, out), S: the device conductances, or
+        with the IR-drop stage each tile's effective conductance matrix (:func:`crossbar.irdrop.effective_conductances`,
+        cached per distinct device state)."""
+        if not self.config.stages.ir_drop:
+            return g
+        key = hashlib.blake2b(np.ascontiguousarray(g).tobytes(), digest_size=16).digest()
+        cached = self._effective_cache.get(key)
+        if cached is None:
+            cached = np.empty_like(g, dtype=np.float64)
+            for a in range(g.shape[0]):
+                for _, _, rs, cs in self.grid.tiles():
+                    cached[a, rs, cs] = irdrop.effective_conductances(g[a, rs, cs], self.config.circuit)
+            cached.setflags(write=False)
+            self._effective_cache[key] = cached
+            if len(self._effective_cache) > _READ_STATE_CACHE:
+                self._effective_cache.popitem(last=False)
+        else:
+            self._effective_cache.move_to_end(key)
+        return cached
+
+    def array_conductances_siemens(self, time_sec: float | None = None, temperature_kelvin: float | None = None) -> np.ndarray:
+        """Conductances as seen by the periphery at a time and temperature, shape (2, in, out), S.
+
+        With ``Stages.ir_drop`` on: each tile's effective conductance matrix (column currents are
+        ``G_eff^T V`` through the resistor mesh); otherwise the device conductances.
+        """
+        t, temp = self._conditions(time_sec, temperature_kelvin)
+        return self._array_conductances(self._device_conductances(t, temp))
+
+    def tile_mesh(
+        self,
+        x: Any,
+        *,
+        tile: tuple[int, int] = (0, 0),
+        array: int = 0,
+        time_sec: float | None = None,
+        temperature_kelvin: float | None = None,
+    ) -> irdrop.MeshSolution:
+        """Solve one tile's resistor mesh for chip inputs ``x``: node voltages, device voltage drops, currents.
+
+        Parameters
+        ----------
+        x : array_like, shape (in,) or (batch, in)
+            Chip inputs, driven through the DAC stage as in :meth:`matvec`; only the tile's rows are used.
+        tile : (int, int)
+            (tile row k, tile column c) of :attr:`grid`.
+        array : int
+            0 for the G+ array, 1 for the G- array.
+        time_sec, temperature_kelvin : float, optional
+            Read conditions (device conductances after drift and temperature, no fresh read noise).
+
+        Returns
+        -------
+        crossbar.irdrop.MeshSolution
+            Word-line, bit-line and device voltages (batch, rows, cols) in V and column currents (batch,
+            cols) in A, for the circuit of ``config.circuit`` and the profile's device I-V. Computed
+            whether or not ``Stages.ir_drop`` is on.
+        """
+        k, c = tile
+        rs, cs = self.grid.row_slice(k), self.grid.col_slice(c)
+        if array not in (0, 1):
+            raise ValueError(f"array = {array!r} must be 0 (G+) or 1 (G-)")
+        x2, _, _ = self._check_input(x)
+        v, _ = self._dac_voltages(np.ascontiguousarray(x2, dtype=np.float64))
+        t, temp = self._conditions(time_sec, temperature_kelvin)
+        g = self._device_conductances(t, temp)[array, rs, cs]
+        return irdrop.solve_mesh(
+            g, v[:, rs], self.config.circuit, sinh_alpha_per_volt=self.profile.iv.sinh_alpha_per_volt, node_voltages=True, tile=(k, c)
+        )
+
+    def _dac_voltages(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Word-line voltages (batch, in) and digital input scales (batch,) of the DAC stage."""
+        cfg, stages = self.config, self.config.stages
+        per_sample = cfg.dac.range_mode is InputRange.PER_SAMPLE_ABSMAX
+        n_levels = (1 << (cfg.dac.bits - 1)) - 1 if stages.dac and cfg.dac.bits is not None else 0
+        v = np.empty(x.shape, dtype=x.dtype)
+        scale = np.empty(x.shape[0], dtype=np.float64)
+        _kernels.dac(x, per_sample, cfg.dac.input_max, stages.dac and not per_sample, n_levels,
+                     cfg.tile.read_voltage_volt, v, np.empty((0, 0), dtype=x.dtype), scale)
+        return v, scale
+
+    def _nonlinear_array_currents(self, v: np.ndarray, state: ReadState, partial: np.ndarray) -> None:
+        """Stage 6 for devices with a nonlinear I-V and IR drop: replace each partial's linear
+        effective-matrix current ``v G_eff`` by the per-input Newton solve of the mesh (read noise stays
+        the linearized model added by the GEMMs)."""
+        grid, circuit, alpha = self.grid, self.config.circuit, self.profile.iv.sinh_alpha_per_volt
+        g_dev = state.conductance_siemens
+        analog = self.config.tile.differential is DifferentialReadout.ANALOG
+        v64 = np.ascontiguousarray(v, dtype=np.float64)
+        n_rt = grid.n_row_tiles
+        for ch, linear in enumerate(state.signal_siemens):
+            arrays = ((0, 1.0), (1, -1.0)) if analog else ((ch, 1.0),)
+            for k, c, rs, cs in grid.tiles():
+                p = ch * n_rt + k
+                current = -(v64[:, rs] @ np.asarray(linear[rs, cs], dtype=np.float64))
+                for a, sign in arrays:
+                    sol = irdrop.solve_mesh(g_dev[a, rs, cs], v64[:, rs], circuit, sinh_alpha_per_volt=alpha, tile=(k, c))
+                    current += sign * sol.column_current_amp
+                partial[p][:, cs] += current.astype(partial.dtype, copy=False)
 
     def _tile_column_currents(self, g_signal: np.ndarray) -> np.ndarray:
         """Sum of |column current| per tile for an all-ones calibration input, (n_row_tiles, n_col_tiles)."""
@@ -371,6 +469,9 @@ class ProgrammedMatrix:
         g_dev = self._device_conductances(t, temp)
         g = self._array_conductances(g_dev)
         var = fresh_read_variance(g_dev, self.profile) if self._has_fresh_read_noise() else None
+        if var is not None and stages.ir_drop:
+            # Fresh device noise seen through the mesh, to first order (crossbar.irdrop, Notes).
+            var = var * irdrop.read_noise_variance_scale(g_dev, g)
 
         if cfg.tile.differential is DifferentialReadout.ANALOG:
             signals = [g[0] - g[1]]
@@ -403,11 +504,11 @@ class ProgrammedMatrix:
         fs = cfg.adc.full_scale_rel * i_dev if stages.adc else np.inf
         full_scale = np.full(len(signals) * n_rt, fs)
 
-        g.setflags(write=False)
+        g_dev.setflags(write=False)
         return ReadState(
             time_sec=t,
             temperature_kelvin=temp,
-            conductance_siemens=g,
+            conductance_siemens=g_dev,
             signal_siemens=tuple(_frozen(np.ascontiguousarray(s, dtype=dt)) for s in signals),
             variance_siemens2=None if variances is None else tuple(_frozen(np.ascontiguousarray(v, dtype=dt)) for v in variances),
             gain=_frozen(gain),
@@ -506,6 +607,8 @@ class ProgrammedMatrix:
                 np.matmul(v[:, rs], mat[rs], out=partial[p])
                 if per_sample_var:
                     np.matmul(v2[:, rs], state.variance_siemens2[ch][rs], out=partial_var[p])
+        if stages.ir_drop and self.profile.iv.sinh_alpha_per_volt > 0:
+            self._nonlinear_array_currents(v, state, partial)  # nonlinear I-V: per-input mesh solve
 
         # Stages 7-9: output noise, ADC, digital rescale and sum, bias, activation and its noise.
         i_dev = self.profile.g_range_siemens * cfg.tile.read_voltage_volt

@@ -16,6 +16,7 @@ __all__ = [
     "Activation",
     "ActivationConfig",
     "ChipConfig",
+    "CircuitConfig",
     "DACConfig",
     "DifferentialReadout",
     "InputRange",
@@ -237,6 +238,11 @@ class Stages:
     """Noise after the activation (``ActivationConfig``)."""
     drift_compensation: bool = False
     """Global drift compensation: a calibration read per tile rescales outputs digitally."""
+    ir_drop: bool = False
+    """Circuit-level IR drop: word-line and bit-line wire, driver and sense resistance solved by nodal
+    analysis (``CircuitConfig``, :mod:`crossbar.irdrop`). Off by default (opt-in, as in aihwkit and
+    CrossSim): extracting a tile's effective conductance matrix costs about a second per 256 x 256 tile
+    and read state, and devices with a nonlinear I-V need a Newton solve per input vector."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -259,6 +265,47 @@ class Stages:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CircuitConfig:
+    """The resistor mesh around the devices of a tile, used when ``Stages.ir_drop`` is on.
+
+    Each word line is driven at one end (next to column 0) by its DAC driver; each bit line ends in a
+    virtual-ground transimpedance amplifier (after the last row). A line has one wire segment per cell
+    pitch: the driver reaches the first cell through ``driver_ohm + word_line_segment_ohm``, the last cell
+    of a bit line reaches the amplifier through ``bit_line_segment_ohm + sense_ohm``. All zero gives the
+    ideal product exactly. Physics and solvers: :mod:`crossbar.irdrop`.
+    """
+
+    word_line_segment_ohm: float = 0.35
+    """Word-line wire resistance per cell pitch, ohm. Default: IBM aihwkit's ``IOParameters``
+    (``ir_drop_g_ratio`` is computed "with ... 0.35 Ohm wire resistance" from one cell to the next,
+    aihwkit documentation, ``aihwkit.simulator.parameters.io``)."""
+    bit_line_segment_ohm: float = 0.35
+    """Bit-line wire resistance per cell pitch, ohm (same source as ``word_line_segment_ohm``)."""
+    driver_ohm: float = 0.0
+    """Output resistance of each word-line driver (DAC buffer), ohm. 0: ideal driver (no published value
+    adopted; aihwkit and CrossSim model none)."""
+    sense_ohm: float = 0.0
+    """Input resistance of each bit line's virtual ground (sense amplifier), ohm. 0: ideal virtual
+    ground (no published value adopted)."""
+    newton_tolerance_rel: float = 1e-10
+    """Per-input mesh solves (nonlinear devices, node voltages) stop when the largest KCL residual, as a
+    voltage error in resistance form, is below this fraction of the largest input voltage."""
+    newton_max_iterations: int = 50
+    """Cap on Newton iterations per input vector; more raises ``RuntimeError``."""
+
+    def __post_init__(self) -> None:
+        for name in ("word_line_segment_ohm", "bit_line_segment_ohm", "driver_ohm", "sense_ohm"):
+            _check_float(self, name, 0.0, 1e9, " ohm")
+        _check_float(self, "newton_tolerance_rel", 0.0, 1e-2, open_low=True)
+        _check_int(self, "newton_max_iterations", 1, 10_000)
+
+    @property
+    def is_ideal(self) -> bool:
+        """Whether every resistance is zero (the mesh is the ideal crossbar)."""
+        return self.word_line_segment_ohm == 0 and self.bit_line_segment_ohm == 0 and self.driver_ohm == 0 and self.sense_ohm == 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChipConfig:
     """Everything about the chip that is not the device technology."""
 
@@ -267,6 +314,8 @@ class ChipConfig:
     adc: ADCConfig = field(default_factory=ADCConfig)
     activation: ActivationConfig = field(default_factory=ActivationConfig)
     stages: Stages = field(default_factory=Stages)
+    circuit: CircuitConfig = field(default_factory=CircuitConfig)
+    """Wire, driver and sense resistances of the tiles (used when ``stages.ir_drop`` is on)."""
     read_noise_sampling: ReadNoiseSampling = ReadNoiseSampling.PER_SAMPLE
     """Exact per-vector read noise (default) or one draw shared by a batch."""
 
@@ -277,6 +326,7 @@ class ChipConfig:
             ("adc", ADCConfig),
             ("activation", ActivationConfig),
             ("stages", Stages),
+            ("circuit", CircuitConfig),
         ):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"ChipConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
@@ -294,6 +344,7 @@ _GROUPS: dict[str, type] = {
     "adc": ADCConfig,
     "activation": ActivationConfig,
     "stages": Stages,
+    "circuit": CircuitConfig,
 }
 
 
