@@ -66,19 +66,20 @@ def word_line_admittance(g: np.ndarray, r_w: float, r_in: float, s_out: np.ndarr
             dpiv[i] = a + low[i] * gw  # a - gw^2 / d_{i-1}
     x = np.empty(n)
     for k in range(n):
-        # x = T^-1 e_k: forward L y = e_k (y_i = 0 for i < k), z = y / d, back L^T x = z.
-        for i in range(k):
-            x[i] = 0.0
+        # x = T^-1 e_k for rows i >= k (the lower triangle; S is symmetric): forward L y = e_k
+        # (y_i = 0 for i < k), z = y / d, back L^T x = z from the last row down to row k.
         y = 1.0
         x[k] = 1.0 / dpiv[k]
         for i in range(k + 1, n):
             y = -low[i] * y
             x[i] = y / dpiv[i]
-        for i in range(n - 2, -1, -1):
+        for i in range(n - 2, k - 1, -1):
             x[i] -= low[i + 1] * x[i + 1]
         gk = g[k]
-        for i in range(n):
-            s_out[i, k] = -g[i] * x[i] * gk
+        for i in range(k, n):
+            val = -g[i] * x[i] * gk
+            s_out[i, k] = val
+            s_out[k, i] = val
         s_out[k, k] += gk
     for i in range(n):
         acc = 0.0
@@ -353,3 +354,111 @@ def potri_update(inv: np.ndarray, r: float, s: np.ndarray, x: np.ndarray) -> Non
             x[i, k] = val + s[i, k]
             x[k, i] = val + s[k, i]
         x[k, k] += f
+
+
+@kernel
+def _cholesky_lower(m: np.ndarray) -> bool:
+    """In-place Cholesky ``m = L L^T`` (lower triangle of ``m`` becomes L); False if not positive definite."""
+    n = m.shape[0]
+    for i in range(n):
+        for j in range(i + 1):
+            acc = m[i, j]
+            for p in range(j):
+                acc -= m[i, p] * m[j, p]
+            if i == j:
+                if acc <= 0.0:
+                    return False
+                m[i, i] = math.sqrt(acc)
+            else:
+                m[i, j] = acc / m[j, j]
+    return True
+
+
+@kernel
+def _solve_lower(l: np.ndarray, b: np.ndarray, n_cols: int) -> None:
+    """``b[:, :n_cols] <- L^-1 b[:, :n_cols]`` (row-major, vectorized over columns)."""
+    n = l.shape[0]
+    for i in range(n):
+        for p in range(i):
+            f = l[i, p]
+            for q in range(n_cols):
+                b[i, q] -= f * b[p, q]
+        inv = 1.0 / l[i, i]
+        for q in range(n_cols):
+            b[i, q] *= inv
+
+
+@kernel
+def _solve_upper(l: np.ndarray, b: np.ndarray, n_cols: int) -> None:
+    """``b[:, :n_cols] <- L^-T b[:, :n_cols]``."""
+    n = l.shape[0]
+    for i in range(n - 1, -1, -1):
+        for p in range(i + 1, n):
+            f = l[p, i]
+            for q in range(n_cols):
+                b[i, q] -= f * b[p, q]
+        inv = 1.0 / l[i, i]
+        for q in range(n_cols):
+            b[i, q] *= inv
+
+
+@kernel
+def _through_series_small(x: np.ndarray, jm: np.ndarray, n_jm: int, r: float, l: np.ndarray, z: np.ndarray, update_x: bool) -> bool:
+    """Numba twin of :func:`crossbar.irdrop._through_series` for small tiles (no LAPACK call overhead)."""
+    n = x.shape[0]
+    for i in range(n):
+        for k in range(n):
+            l[i, k] = r * x[i, k]
+        l[i, i] += 1.0
+    if not _cholesky_lower(l):
+        return False
+    if n_jm > 0:
+        _solve_lower(l, jm, n_jm)
+        _solve_upper(l, jm, n_jm)
+    if update_x:
+        for i in range(n):
+            for k in range(n):
+                z[i, k] = x[i, k]
+        _solve_lower(l, z, n)  # Z = L^-1 X
+        for p in range(n):  # X <- X - r Z^T Z
+            for a in range(n):
+                f = r * z[p, a]
+                for b in range(n):
+                    x[a, b] -= f * z[p, b]
+    return True
+
+
+@kernel
+def extract_small(g: np.ndarray, r_w: float, r_in: float, r_b: float, r_end: float, out: np.ndarray) -> bool:
+    """The exact effective-matrix extraction of :func:`crossbar.irdrop.effective_conductances`, all in
+    numba (Cholesky/syrk form) for tiles small enough that LAPACK call overhead dominates.
+    Writes ``out`` (R, C); returns False if a Cholesky factorization failed."""
+    n_rows, n_cols = g.shape
+    s = np.empty((n_cols, n_cols))
+    jv = np.empty(n_cols)
+    x = np.empty((n_cols, n_cols))
+    l = np.empty((n_cols, n_cols))
+    z = np.empty((n_cols, n_cols))
+    jm = np.empty((n_cols, n_rows))
+    for k in range(n_rows):
+        word_line_admittance(g[k], r_w, r_in, s, jv)
+        if k > 0 and r_b > 0.0:
+            if not _through_series_small(x, jm, k, r_b, l, z, True):
+                return False
+        if k == 0:
+            for i in range(n_cols):
+                for q in range(n_cols):
+                    x[i, q] = s[i, q]
+        else:
+            for i in range(n_cols):
+                for q in range(n_cols):
+                    x[i, q] += s[i, q]
+        for i in range(n_cols):
+            jm[i, k] = jv[i]
+    if r_end > 0.0:
+        if not _through_series_small(x, jm, n_rows, r_end, l, z, False):
+            return False
+    for j in range(n_rows):
+        for i in range(n_cols):
+            out[j, i] = jm[i, j]
+    return True

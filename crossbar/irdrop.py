@@ -68,7 +68,12 @@ resistive random access memory with experiment verification", IEEE Trans. Electr
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import queue
+import threading
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 from scipy.linalg import blas, lapack
@@ -80,6 +85,51 @@ __all__ = ["MeshSolution", "effective_conductances", "read_noise_variance_scale"
 
 _MAX_CG_ITERATIONS = 2000
 """Cap on conjugate-gradient iterations per Newton step (a safety net; typical counts are 10-40)."""
+
+
+_SMALL_TILE_COLS = 64
+"""Tiles with at most this many columns are extracted entirely in numba: below it the per-row LAPACK
+calls cost more in overhead (and, on a busy machine, in BLAS thread hand-offs) than the arithmetic."""
+
+
+def _find_scipy_openblas_threads() -> object | None:
+    """``openblas_set_num_threads_local`` of the OpenBLAS that scipy.linalg calls, or None.
+
+    Multithreaded OpenBLAS hands every call of a (rows x rows) LAPACK routine to its worker threads; on
+    a shared 2-core machine a busy core makes those hand-offs stall (measured here: a 256 x 256
+    extraction took 42 s with 2 OpenBLAS threads against 1.3 s with 1). The extraction therefore runs
+    its LAPACK calls single-threaded (thread-locally, restored afterwards) and gets its parallelism from
+    a two-stage pipeline of its own. Without a scipy-bundled OpenBLAS (another BLAS) this is a no-op.
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as fh:
+            paths = {line.split()[-1] for line in fh if "scipy_openblas" in line and "scipy.libs" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_int]
+        return fn
+    return None
+
+
+_SET_THREADS_LOCAL = _find_scipy_openblas_threads()
+
+
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    if _SET_THREADS_LOCAL is None:
+        yield
+        return
+    previous = _SET_THREADS_LOCAL(1)
+    try:
+        yield
+    finally:
+        _SET_THREADS_LOCAL(previous)
 
 
 def _check_tile(g: np.ndarray, name: str = "g_siemens") -> np.ndarray:
@@ -150,6 +200,76 @@ def effective_conductances(g_siemens: np.ndarray, circuit: CircuitConfig) -> np.
     n_rows, n_cols = g.shape
     if circuit.is_ideal:
         return g.copy()
+    if n_cols <= _SMALL_TILE_COLS:
+        out = np.empty_like(g)
+        if not _irdrop_kernels.extract_small(g, r_w, r_in, r_b, r_end, out):
+            raise RuntimeError("IR-drop extraction: Cholesky of I + r X failed")
+        return out
+    with _single_threaded_blas():
+        # The explicit-inverse update (fewer, faster flops) loses about eps / (r_b G) relative
+        # accuracy; used only where that stays below ~1e-8 (r_b G_max >= 1e-8).
+        if r_b > 0 and r_b * float(g.max()) >= 1e-8:
+            return _extract_pipelined(g, r_w, r_in, r_b, r_end)
+        return _extract_serial(g, r_w, r_in, r_b, r_end)
+
+
+def _extract_pipelined(g: np.ndarray, r_w: float, r_in: float, r_b: float, r_end: float) -> np.ndarray:
+    """Two-stage pipeline on two threads: this thread walks the admittance X down the rows (word-line
+    elimination, potrf + potri of I + r_b X); a worker applies each step's inverse to the Norton
+    currents ``jm`` (a symmetric GEMM), which X never waits for. Results do not depend on timing."""
+    n_rows, n_cols = g.shape
+    s = np.empty((n_cols, n_cols), order="F")
+    j = np.empty(n_cols)
+    x = np.empty((n_cols, n_cols), order="F")
+    jm = np.empty((n_cols, n_rows), order="F")
+    steps: queue.Queue = queue.Queue(maxsize=3)
+    failure: list[BaseException] = []
+
+    def apply_inverses() -> None:
+        with _single_threaded_blas():
+            while True:
+                item = steps.get()
+                if item is None:
+                    return
+                if failure:
+                    continue
+                inv, k = item
+                try:
+                    jm[:, :k] = blas.dsymm(1.0, inv, jm[:, :k], side=0, lower=1)
+                except BaseException as exc:  # re-raised in the calling thread
+                    failure.append(exc)
+
+    worker = threading.Thread(target=apply_inverses, name="irdrop-jm", daemon=True)
+    worker.start()
+    try:
+        for k in range(n_rows):
+            _irdrop_kernels.word_line_admittance(g[k], r_w, r_in, s, j)
+            if k == 0:
+                x[...] = s
+            else:
+                m = np.empty((n_cols, n_cols), order="F")
+                _irdrop_kernels.shifted(x, r_b, m)
+                chol, info = lapack.dpotrf(m, lower=1, clean=0, overwrite_a=1)
+                if info == 0:
+                    inv, info = lapack.dpotri(chol, lower=1, overwrite_c=1)
+                if info != 0:
+                    raise RuntimeError(f"IR-drop extraction: factorization of I + r X failed at row {k} (info={info})")
+                _irdrop_kernels.potri_update(inv, r_b, s, x)
+                steps.put((inv, k))
+            jm[:, k] = j  # column k is not touched by step k, only by steps > k (queued later)
+    finally:
+        steps.put(None)
+        worker.join()
+    if failure:
+        raise failure[0]
+    if r_end > 0:
+        _through_series(x, jm, r_end, np.empty((n_cols, n_cols), order="F"), update_x=False)
+    return np.ascontiguousarray(jm.T)
+
+
+def _extract_serial(g: np.ndarray, r_w: float, r_in: float, r_b: float, r_end: float) -> np.ndarray:
+    """The same recurrence in one thread with the Cholesky/syrk update (no explicit inverse)."""
+    n_rows, n_cols = g.shape
     s = np.empty((n_cols, n_cols), order="F")
     j = np.empty(n_cols)
     x = np.empty((n_cols, n_cols), order="F")

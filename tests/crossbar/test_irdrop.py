@@ -53,6 +53,32 @@ def test_fast_solvers_match_the_sparse_nodal_reference(rows, cols, r_w, r_b, r_d
     np.testing.assert_allclose(sol.device_volt, word - bit, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize(
+    "r_b, r_d, r_s",
+    [(1.0, 20.0, 10.0), (1e-6, 0.0, 0.0), (0.0, 50.0, 30.0)],
+    ids=["pipelined-inverse", "serial-cholesky", "ideal-bit-lines"],
+)
+def test_large_tile_lapack_paths_match_the_reference(r_b: float, r_d: float, r_s: float) -> None:
+    """Tiles with more than 64 columns go through LAPACK (two update forms); smaller ones through numba."""
+    rng = np.random.default_rng(8)
+    g = rng.uniform(1e-7, G_MAX, (70, 66))
+    circuit = _circuit(1.5, r_b, r_d, r_s)
+    fast = effective_conductances(g, circuit)
+    if r_b > 0 and r_s + r_b > 0:
+        expected = ref.effective_conductances(g, circuit)
+        np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
+    v = rng.uniform(-0.2, 0.2, (2, 70))
+    np.testing.assert_allclose(solve_mesh(g, v, circuit).column_current_amp, v @ fast, rtol=0, atol=1e-9 * np.abs(v @ fast).max())
+    import crossbar.irdrop as irdrop_module
+
+    limit = irdrop_module._SMALL_TILE_COLS
+    irdrop_module._SMALL_TILE_COLS = 10**6  # the all-numba path on the same tile
+    try:
+        np.testing.assert_allclose(effective_conductances(g, circuit), fast, rtol=0, atol=1e-11 * np.abs(fast).max())
+    finally:
+        irdrop_module._SMALL_TILE_COLS = limit
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (16, 12)], ids=str)
 def test_zero_wire_resistance_gives_the_device_conductances_exactly(shape) -> None:
     rng = np.random.default_rng(1)
