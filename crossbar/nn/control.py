@@ -11,9 +11,15 @@ model changes.
 >>> program_analog(model)
 1
 >>> set_read_conditions(model, ReadConditions(time_sec=86400.0, temperature_kelvin=330.0, drift_compensation=True))
+>>> set_read_conditions(model, time_sec=3.15e7)  # a year after programming, still at 330 K, compensated
+>>> model[0].read_conditions
+ReadConditions(time_sec=31500000.0, temperature_kelvin=330.0, drift_compensation=True)
 """
 
 from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -52,16 +58,35 @@ def program_analog(model: nn.Module, *, only_changed: bool = False) -> int:
     return count
 
 
-def set_read_conditions(model: nn.Module, conditions: ReadConditions) -> None:
-    """Read every analog layer at ``conditions``: time since programming, temperature, drift compensation.
+def set_read_conditions(model: nn.Module, conditions: ReadConditions | None = None, /, **changes: Any) -> None:
+    """Read every analog layer at new conditions: time since programming, temperature, drift compensation.
 
+    Parameters
+    ----------
+    model : nn.Module
+    conditions : ReadConditions, optional
+        The conditions of every layer. Without it, each layer keeps its own conditions except the
+        fields named in ``changes``.
+    **changes
+        Fields of :class:`ReadConditions` to set (``time_sec``, ``temperature_kelvin``,
+        ``drift_compensation``), applied on top of ``conditions`` or of each layer's current conditions.
+
+    Notes
+    -----
     Never re-programs: the programmed devices are read at the new time and temperature (the chip caches
-    one read state per condition, so switching back and forth is cheap).
+    one read state per condition, so switching back and forth is cheap). ``set_read_conditions(model,
+    time_sec=3.15e7)`` reads a year after programming at each layer's temperature and compensation.
     """
-    if not isinstance(conditions, ReadConditions):
+    if conditions is not None and not isinstance(conditions, ReadConditions):
         raise ValueError(f"conditions must be a ReadConditions, got {type(conditions).__name__}")
+    known = {f.name for f in fields(ReadConditions)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"unknown read condition {unknown[0]!r}; read conditions are {', '.join(sorted(known))}")
+    if conditions is None and not changes:
+        raise ValueError("set_read_conditions: give a ReadConditions or the fields to change (e.g. time_sec=3600.0)")
     for _, layer in analog_layers(model):
-        layer.read_conditions = conditions
+        layer.read_conditions = replace(conditions if conditions is not None else layer.read_conditions, **changes)
 
 
 def reseed_analog(model: nn.Module, seed: int) -> None:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from crossbar.chip import Chip, ProgrammedMatrix
 from crossbar.config import Activation, ActivationConfig, ChipConfig, NoiseKind
 from crossbar.drift import MAX_TEMPERATURE_KELVIN
-from crossbar.nn.functional import analog_conv2d, analog_linear
+from crossbar.nn.functional import analog_conv2d, analog_linear, conv_weight_matrix
 
 __all__ = ["AnalogActivation", "AnalogConv2d", "AnalogLayer", "AnalogLinear", "ReadConditions"]
 
@@ -353,7 +353,7 @@ class AnalogConv2d(AnalogLayer, nn.Conv2d):
     Notes
     -----
     Backward: straight-through, the gradient of the ideal convolution
-    (:func:`~crossbar.nn.functional.analog_conv2d`).
+    (:class:`~crossbar.nn.functional.AnalogConv2dFunction`).
     """
 
     def __init__(
@@ -399,7 +399,7 @@ class AnalogConv2d(AnalogLayer, nn.Conv2d):
         return layer
 
     def _weight_matrix(self) -> Tensor:
-        return self.weight.reshape(self.out_channels, -1)
+        return conv_weight_matrix(self.weight)
 
     def forward(self, input: Tensor) -> Tensor:
         matrix = self._matrix_for_forward()

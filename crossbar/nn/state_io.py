@@ -133,7 +133,7 @@ def save_analog_state(model: nn.Module, path: str | Path) -> Path:
         profile=chip.profile,
         config=chip.config,
         seed=chip.seed,
-        attrs={"torch_version": torch.__version__},
+        attrs={"torch_version": str(torch.__version__)},  # a TorchVersion (str subclass) h5py cannot store
     ) as fh:
         sd = fh.create_group("state_dict")
         for key, arr in tensors.items():

@@ -1,5 +1,6 @@
 """The torch bridge's layers: exact and straight-through gradients, ideal equivalence, lazy programming,
-read conditions, dtypes and devices, bad input. Also holds the small models the other bridge tests use."""
+read conditions, dtypes and devices, bad input. Also holds the small models and chips the other bridge
+tests use (test_bridge_convert.py, test_bridge_state_io.py, test_bridge_training.py)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,25 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 from torch.func import functional_call
 
-from crossbar import Activation, ActivationConfig, Chip, ChipConfig, Stages, TileConfig
+from crossbar import Activation, ActivationConfig, Chip, ChipConfig, NoiseKind, Stages, TileConfig
 from crossbar.nn import (
+    AnalogActivation,
     AnalogConv2d,
     AnalogLinear,
     ReadConditions,
+    analog_layers,
     convert_to_analog,
     program_analog,
     programming_count,
     reseed_analog,
     set_read_conditions,
 )
-from crossbar.nn.functional import analog_conv2d, analog_linear
+from crossbar.nn.functional import _im2col, analog_conv2d, analog_linear, conv_weight_matrix
 from tests.crossbar.profiles_for_tests import noisy_profile
 
 SMALL_TILES = TileConfig(rows=16, cols=8)
@@ -76,6 +81,46 @@ def test_gradcheck_functional_linear_all_stages_off() -> None:
         return analog_linear(x, w, b, matrix=chip.program(w.detach().numpy()))
 
     assert torch.autograd.gradcheck(f, (x, w, b))
+
+
+@pytest.mark.parametrize(
+    "channels, kwargs",
+    [
+        (2, {}),
+        (9, {"stride": (2, 1), "padding": (1, 2), "dilation": (1, 2)}),
+        (2, {"padding": "same"}),
+        (9, {"padding": "same", "dilation": 3}),
+    ],
+    ids=["plain", "stride-pad-dilation", "same-asymmetric", "same-dilated"],  # 2 and 9 channels: both unfold layouts
+)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
+def test_gradcheck_functional_conv2d_all_stages_off(channels: int, kwargs: dict) -> None:
+    g = torch.Generator().manual_seed(12)
+    chip = ideal_chip()
+    x = torch.randn(2, channels, 5, 6, dtype=F64, generator=g, requires_grad=True)
+    w = torch.randn(3, channels, 2, 3, dtype=F64, generator=g, requires_grad=True)
+    b = torch.randn(3, dtype=F64, generator=g, requires_grad=True)
+
+    def f(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return analog_conv2d(x, w, b, matrix=chip.program(conv_weight_matrix(w).detach().numpy()), **kwargs)
+
+    torch.testing.assert_close(f(x, w, b), nn.functional.conv2d(x, w, b, **kwargs), rtol=1e-12, atol=1e-12)
+    # fast mode: the Jacobian in random directions (every evaluation programs the chip anew)
+    assert torch.autograd.gradcheck(f, (x, w, b), fast_mode=True)
+
+
+def test_gradcheck_analog_activation_for_the_drawn_noise() -> None:
+    """The activation noise is reparameterized: for a fixed draw the gradient is exact."""
+    x = torch.randn(4, 6, dtype=F64, generator=torch.Generator().manual_seed(13), requires_grad=True)
+    for kind in NoiseKind:
+        act = AnalogActivation(ActivationConfig(function=Activation.TANH, kind=kind, uncorrelated_std_rel=0.1, correlated_std_rel=0.05))
+
+        def f(x: torch.Tensor) -> torch.Tensor:
+            act.reseed(0)  # the same noise draw at every evaluation of gradcheck
+            return act(x)
+
+        assert not torch.equal(f(x), torch.tanh(x))
+        assert torch.autograd.gradcheck(f, (x,))
 
 
 @pytest.mark.parametrize(
@@ -185,6 +230,60 @@ def test_linear_accepts_any_leading_shape_and_an_empty_batch() -> None:
         torch.testing.assert_close(analog(x), linear(x), rtol=1e-12, atol=1e-12)
 
 
+@given(
+    n=st.integers(1, 3),
+    c=st.sampled_from([1, 3, 8, 11]),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    channels_last=st.booleans(),
+)
+def test_im2col_matches_torch_unfold(n, c, h, w, kh, kw, stride, padding, dilation, channels_last) -> None:
+    """The bridge's unfold (both layouts, any input strides) is torch's ``F.unfold`` transposed to rows."""
+    if h + 2 * padding[0] < dilation[0] * (kh - 1) + 1 or w + 2 * padding[1] < dilation[1] * (kw - 1) + 1:
+        return  # kernel larger than the padded input
+    x = torch.randn(n, c, h, w, dtype=F64, generator=torch.Generator().manual_seed(n * 1000 + c * 100 + h * 10 + w))
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    cols = _im2col(x, (kh, kw), stride, padding, dilation)
+    expected = nn.functional.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)
+    expected = expected.transpose(1, 2).reshape(-1, c * kh * kw)
+    assert cols.is_contiguous() and cols.dtype == F64
+    assert torch.equal(cols, expected)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv2d"])
+def test_no_grad_path_equals_the_autograd_path_and_layouts_do_not_matter(kind: str) -> None:
+    """Inference skips the autograd node; it must compute exactly what the training path computes."""
+    torch.manual_seed(14)
+    chip = noisy_chip(seed=5)
+    if kind == "linear":
+        layer: nn.Module = AnalogLinear(20, 9, chip=chip)
+        x = torch.randn(20, 6).t()  # non-contiguous
+    else:
+        layer = AnalogConv2d(9, 4, 3, padding=1, chip=chip)
+        x = torch.randn(2, 9, 5, 6).to(memory_format=torch.channels_last)
+    outputs = []
+    for mode in ("grad", "no_grad", "inference", "contiguous"):
+        layer.reseed(7)
+        xi = x.contiguous() if mode == "contiguous" else x
+        if mode == "grad":
+            outputs.append(layer(xi.clone().requires_grad_(True)).detach())
+        elif mode == "inference":
+            with torch.inference_mode():
+                outputs.append(layer(xi).clone())
+        else:
+            with torch.no_grad():
+                outputs.append(layer(xi))
+    for y in outputs[1:]:
+        assert y.is_contiguous() and torch.equal(y, outputs[0])
+    assert layer.n_programmings == 1
+
+
 # ---------------------------------------------------------------------------------------- lazy programming
 def test_programming_is_lazy_and_counted() -> None:
     torch.manual_seed(8)
@@ -266,6 +365,23 @@ def test_time_temperature_and_drift_compensation_change_reads_without_reprogramm
     assert layer.n_programmings == 1
 
 
+def test_set_read_conditions_sets_all_or_only_the_named_fields() -> None:
+    model = convert_to_analog(mlp(), ideal_chip())
+    set_read_conditions(model, ReadConditions(time_sec=10.0, temperature_kelvin=320.0))
+    set_read_conditions(model, time_sec=1e4)  # advance the time, keep the temperature
+    assert [layer.read_conditions for _, layer in analog_layers(model)] == [ReadConditions(time_sec=1e4, temperature_kelvin=320.0)] * 3
+    set_read_conditions(model, ReadConditions(drift_compensation=True), time_sec=5.0)
+    assert {layer.read_conditions for _, layer in analog_layers(model)} == {ReadConditions(time_sec=5.0, drift_compensation=True)}
+    with pytest.raises(ValueError, match="give a ReadConditions or the fields to change"):
+        set_read_conditions(model)
+    with pytest.raises(ValueError, match="unknown read condition 'time'; read conditions are drift_compensation, temperature_kelvin, time_sec"):
+        set_read_conditions(model, time=1.0)
+    with pytest.raises(ValueError, match="time_sec = -1.0 s must be a finite time"):
+        set_read_conditions(model, time_sec=-1.0)
+    with pytest.raises(ValueError, match="conditions must be a ReadConditions"):
+        set_read_conditions(model, {"time_sec": 1.0})  # type: ignore[arg-type]
+
+
 def test_reseed_repeats_and_changes_the_read_noise() -> None:
     torch.manual_seed(10)
     model = convert_to_analog(mlp(), noisy_chip())
@@ -330,8 +446,9 @@ def _layer() -> AnalogLinear:
         (lambda: torch.randn(2, 20, dtype=F64), "input dtype torch.float64 does not match weight dtype torch.float32"),
         (lambda: torch.ones(2, 20, dtype=torch.int64), "dtype torch.int64; the chip runs float32 or float64"),
         (lambda: torch.ones(2, 20, dtype=torch.float16), "dtype torch.float16"),
+        (lambda: torch.ones(2, 3, 20).index_fill(1, torch.tensor([2]), float("nan")), r"non-finite value \(nan\) at index \(0, 2, 0\)"),
     ],
-    ids=["shape", "nan", "inf", "dtype-mismatch", "int", "half"],
+    ids=["shape", "nan", "inf", "dtype-mismatch", "int", "half", "nan-3d"],
 )
 def test_bad_inputs_give_clear_value_errors(make_input, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -349,8 +466,12 @@ def test_bad_weights_and_conv_shapes_give_clear_value_errors() -> None:
         conv(torch.randn(2, 4, 8, 8))
     with pytest.raises(ValueError, match="smaller than the kernel"):
         conv(torch.randn(2, 3, 2, 8))
+    with pytest.raises(ValueError, match=r"analog_conv2d: input contains a non-finite value \(nan\) at index \(1, 2, 3, 4\)"):
+        conv(torch.zeros(2, 3, 8, 8).index_put_((torch.tensor(1), torch.tensor(2), torch.tensor(3), torch.tensor(4)), torch.tensor(float("nan"))))
+    with pytest.raises(ValueError, match="bias dtype torch.float32 does not match input dtype torch.float64"):
+        analog_linear(torch.ones(2, 20, dtype=F64), torch.ones(4, 20, dtype=F64), torch.ones(4), matrix=ideal_chip().program(np.ones((4, 20))))
     m = ideal_chip().program(np.ones((4, 19)))
-    with pytest.raises(ValueError, match=r"programmed matrix is 4 x 19 but the weight is \(4, 20\)"):
+    with pytest.raises(ValueError, match=r"programmed matrix is 4 x 19 but the weight is 4 x 20"):
         analog_linear(torch.ones(2, 20, dtype=F64), torch.ones(4, 20, dtype=F64), matrix=m)
     with pytest.raises(ValueError, match="padding='same' needs stride 1"):
         analog_conv2d(torch.ones(1, 1, 4, 4, dtype=F64), torch.ones(1, 1, 2, 2, dtype=F64), stride=2, padding="same",
