@@ -70,13 +70,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
-from scipy.linalg import blas, lapack
 
 from crossbar import _irdrop_kernels
 from crossbar.config import CircuitConfig
@@ -117,19 +117,26 @@ def _find_scipy_openblas_threads() -> object | None:
     return None
 
 
-_SET_THREADS_LOCAL = _find_scipy_openblas_threads()
+@functools.lru_cache(maxsize=1)
+def _linalg() -> tuple[Any, Any, Any]:
+    """scipy's BLAS and LAPACK wrappers and the OpenBLAS thread setter (imported on first use, so that
+    ``import crossbar`` stays light)."""
+    from scipy.linalg import blas, lapack
+
+    return blas, lapack, _find_scipy_openblas_threads()
 
 
 @contextlib.contextmanager
 def _single_threaded_blas() -> Iterator[None]:
-    if _SET_THREADS_LOCAL is None:
+    set_threads = _linalg()[2]
+    if set_threads is None:
         yield
         return
-    previous = _SET_THREADS_LOCAL(1)
+    previous = set_threads(1)
     try:
         yield
     finally:
-        _SET_THREADS_LOCAL(previous)
+        set_threads(previous)
 
 
 def _check_tile(g: np.ndarray, name: str = "g_siemens") -> np.ndarray:
@@ -157,6 +164,7 @@ def _through_series(x: np.ndarray, jm: np.ndarray, r: float, m: np.ndarray, upda
 
     ``x`` is symmetric (full), ``m`` a (C, C) Fortran-ordered work array.
     """
+    blas, lapack, _ = _linalg()
     _irdrop_kernels.shifted(x, r, m)
     chol, info = lapack.dpotrf(m, lower=1, clean=0, overwrite_a=1)
     if info != 0:  # cannot happen for x positive semidefinite; kept as a clear failure
@@ -217,6 +225,7 @@ def _extract_pipelined(g: np.ndarray, r_w: float, r_in: float, r_b: float, r_end
     """Two-stage pipeline on two threads: this thread walks the admittance X down the rows (word-line
     elimination, potrf + potri of I + r_b X); a worker applies each step's inverse to the Norton
     currents ``jm`` (a symmetric GEMM), which X never waits for. Results do not depend on timing."""
+    blas, lapack, _ = _linalg()
     n_rows, n_cols = g.shape
     s = np.empty((n_cols, n_cols), order="F")
     j = np.empty(n_cols)

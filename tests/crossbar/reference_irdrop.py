@@ -48,14 +48,13 @@ def build_mesh(rows: int, cols: int, circuit: CircuitConfig) -> Mesh:
     if min(r_w, r_b, r_in, r_end) <= 0:
         raise ValueError("the reference needs every wire resistance > 0")
     mesh = Mesh(rows, cols, sp.csr_matrix((1, 1)), 1.0 / r_in, 1.0 / r_end)
-    a = sp.lil_matrix((mesh.n_nodes, mesh.n_nodes))
+    entries: tuple[list[int], list[int], list[float]] = ([], [], [])
 
     def stamp(p: int, q: int | None, g: float) -> None:  # conductance g between node p and q (None: ground)
-        a[p, p] += g
+        r, c, v = entries
+        r.append(p), c.append(p), v.append(g)
         if q is not None:
-            a[q, q] += g
-            a[p, q] -= g
-            a[q, p] -= g
+            r.extend((q, p, q)), c.extend((q, q, p)), v.extend((g, -g, -g))
 
     for j in range(rows):
         stamp(mesh.word(j, 0), None, mesh.g_driver)  # the driver is a voltage source: its node is "ground" + V_j
@@ -65,7 +64,7 @@ def build_mesh(rows: int, cols: int, circuit: CircuitConfig) -> Mesh:
         for j in range(rows - 1):
             stamp(mesh.bit(j, i), mesh.bit(j + 1, i), 1.0 / r_b)
         stamp(mesh.bit(rows - 1, i), None, mesh.g_sense)  # virtual ground at 0 V
-    mesh.wires = a.tocsr()
+    mesh.wires = sp.coo_matrix((entries[2], (entries[0], entries[1])), shape=(mesh.n_nodes, mesh.n_nodes)).tocsr()  # duplicates add
     return mesh
 
 

@@ -278,3 +278,34 @@ def test_read_noise_variance_scale_is_a_clipped_attenuation() -> None:
     g = np.array([[1e-5, 0.0, 2e-6]])
     g_eff = np.array([[0.9e-5, -1e-9, 2.2e-6]])
     np.testing.assert_allclose(read_noise_variance_scale(g, g_eff), [[0.81, 1.0, 1.0]])
+
+
+def test_heat_map_of_the_conductance_error_is_written(tmp_path) -> None:
+    from crossbar.plots import plot_ir_drop_error
+
+    rng = np.random.default_rng(9)
+    g = rng.uniform(0, G_MAX, (16, 12))
+    g[3, 4] = 0.0
+    out = plot_ir_drop_error(g, effective_conductances(g, _circuit(2.0, 2.0)), tmp_path / "irdrop.png")
+    assert out.exists() and out.stat().st_size > 1000
+    with pytest.raises(ValueError, match="one shape"):
+        plot_ir_drop_error(g, g[:, :3], tmp_path / "bad.png")
+
+
+GOLDEN = __import__("pathlib").Path(__file__).resolve().parents[1] / "golden" / "irdrop_badcrossbar.npz"
+
+
+@pytest.mark.parametrize("case", ["small", "rect", "strong"])
+def test_against_golden_files_from_an_independent_solver(case: str) -> None:
+    """badcrossbar (Joksas & Mehonic 2020) solved these meshes; tests/golden/make_irdrop_golden.py."""
+    data = np.load(GOLDEN, allow_pickle=False)
+    g, v = data[f"{case}_g_siemens"], data[f"{case}_v_volt"]
+    r_w, r_b = data[f"{case}_r_ohm"]
+    circuit = _circuit(float(r_w), float(r_b))
+    current = data[f"{case}_current_amp"]
+    scale = np.abs(current).max()
+    np.testing.assert_allclose(v @ effective_conductances(g, circuit), current, rtol=0, atol=1e-10 * scale)
+    sol = solve_mesh(g, v, circuit, node_voltages=True)
+    np.testing.assert_allclose(sol.column_current_amp, current, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(sol.word_line_volt, data[f"{case}_word_volt"], rtol=0, atol=1e-11)
+    np.testing.assert_allclose(sol.bit_line_volt, data[f"{case}_bit_volt"], rtol=0, atol=1e-11)
