@@ -26,7 +26,7 @@ __all__ = ["device_currents", "path_voltages", "solve_inputs", "word_line_admitt
 
 
 @kernel
-def word_line_admittance(g: np.ndarray, r_w: float, r_in: float, s_out: np.ndarray, j_out: np.ndarray) -> None:
+def word_line_admittance(g: np.ndarray, r_w: float, r_in: float, s_out: np.ndarray, j_out: np.ndarray, full: bool = True) -> None:
     """Admittance of one word line seen from its devices' bit-line ends, and its Norton current.
 
     With the bit-line node voltages ``w`` held fixed, the currents the word line pushes into the bit
@@ -38,16 +38,17 @@ def word_line_admittance(g: np.ndarray, r_w: float, r_in: float, s_out: np.ndarr
 
     ``Rw^-1`` is the tridiagonal chain Laplacian when ``r_w > 0`` (solved column by column with an
     LDL^T factorization, O(C^2)); for ``r_w = 0`` the line is one node and ``S = D - r_in g g^T / (1 +
-    r_in sum g)`` (Sherman-Morrison). ``s_out`` (C, C) and ``j_out`` (C,) are written.
+    r_in sum g)`` (Sherman-Morrison). ``s_out`` (C, C, Fortran order for speed) and ``j_out`` (C,) are
+    written; with ``full=False`` only the lower triangle of ``s_out`` (``i >= k``).
     """
     n = g.shape[0]
     if r_w == 0.0:
         denom = 1.0 + r_in * g.sum()
         f = r_in / denom
-        for i in range(n):
-            for k in range(n):
+        for k in range(n):
+            for i in range(n):
                 s_out[i, k] = -f * g[i] * g[k]
-            s_out[i, i] += g[i]
+            s_out[k, k] += g[k]
         for i in range(n):
             j_out[i] = g[i] / denom
         return
@@ -64,28 +65,37 @@ def word_line_admittance(g: np.ndarray, r_w: float, r_in: float, s_out: np.ndarr
         else:
             low[i] = -gw / dpiv[i - 1]
             dpiv[i] = a + low[i] * gw  # a - gw^2 / d_{i-1}
+    inv_piv = np.empty(n)
+    for i in range(n):
+        inv_piv[i] = 1.0 / dpiv[i]
     x = np.empty(n)
+    for i in range(n):
+        j_out[i] = 0.0
     for k in range(n):
         # x = T^-1 e_k for rows i >= k (the lower triangle; S is symmetric): forward L y = e_k
         # (y_i = 0 for i < k), z = y / d, back L^T x = z from the last row down to row k.
         y = 1.0
-        x[k] = 1.0 / dpiv[k]
+        x[k] = inv_piv[k]
         for i in range(k + 1, n):
             y = -low[i] * y
-            x[i] = y / dpiv[i]
+            x[i] = y * inv_piv[i]
         for i in range(n - 2, k - 1, -1):
             x[i] -= low[i + 1] * x[i + 1]
         gk = g[k]
-        for i in range(k, n):
+        acc = 0.0
+        for i in range(k, n):  # column k of the lower triangle: contiguous in Fortran order
             val = -g[i] * x[i] * gk
             s_out[i, k] = val
-            s_out[k, i] = val
+            acc += val
         s_out[k, k] += gk
-    for i in range(n):
-        acc = 0.0
+        # J = S 1 from the lower triangle: S_ik (i >= k) adds to J_i, and for i > k also to J_k.
+        j_out[k] += acc + gk
+        for i in range(k + 1, n):
+            j_out[i] += s_out[i, k]
+    if full:
         for k in range(n):
-            acc += s_out[i, k]
-        j_out[i] = acc
+            for i in range(k + 1, n):
+                s_out[k, i] = s_out[i, k]
 
 
 @kernel
@@ -335,24 +345,23 @@ def symmetrize_add(x: np.ndarray, s: np.ndarray) -> None:
 
 @kernel
 def shifted(x: np.ndarray, r: float, m: np.ndarray) -> None:
-    """``m = I + r x``."""
+    """Lower triangle of ``m = I + r x`` (all that Cholesky reads; Fortran-ordered arrays)."""
     n = x.shape[0]
     for k in range(n):
-        for i in range(n):
+        for i in range(k, n):
             m[i, k] = r * x[i, k]
         m[k, k] += 1.0
 
 
 @kernel
 def potri_update(inv: np.ndarray, r: float, s: np.ndarray, x: np.ndarray) -> None:
-    """``x = (I - sym(lower(inv))) / r + s``: the admittance through a series r from M^-1 = (I + r X)^-1."""
+    """Lower triangle of ``x = (I - inv) / r + s``: the admittance through a series r from the lower
+    triangle of M^-1 = (I + r X)^-1 (Fortran-ordered arrays: contiguous columns)."""
     n = inv.shape[0]
     f = 1.0 / r
     for k in range(n):
         for i in range(k, n):
-            val = -inv[i, k] * f
-            x[i, k] = val + s[i, k]
-            x[k, i] = val + s[k, i]
+            x[i, k] = s[i, k] - inv[i, k] * f
         x[k, k] += f
 
 

@@ -345,9 +345,10 @@ class ProgrammedMatrix:
         cached = self._effective_cache.get(key)
         if cached is None:
             cached = np.empty_like(g, dtype=np.float64)
-            for a in range(g.shape[0]):
-                for _, _, rs, cs in self.grid.tiles():
-                    cached[a, rs, cs] = irdrop.effective_conductances(g[a, rs, cs], self.config.circuit)
+            blocks = [(a, rs, cs) for a in range(g.shape[0]) for _, _, rs, cs in self.grid.tiles()]
+            extracted = irdrop.effective_conductances_many([g[a, rs, cs] for a, rs, cs in blocks], self.config.circuit)
+            for (a, rs, cs), g_eff in zip(blocks, extracted):
+                cached[a, rs, cs] = g_eff
             cached.setflags(write=False)
             self._effective_cache[key] = cached
             if len(self._effective_cache) > _READ_STATE_CACHE:

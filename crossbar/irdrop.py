@@ -68,9 +68,11 @@ resistive random access memory with experiment verification", IEEE Trans. Electr
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import functools
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -81,7 +83,7 @@ import numpy as np
 from crossbar import _irdrop_kernels
 from crossbar.config import CircuitConfig
 
-__all__ = ["MeshSolution", "effective_conductances", "read_noise_variance_scale", "solve_mesh"]
+__all__ = ["MeshSolution", "effective_conductances", "effective_conductances_many", "read_noise_variance_scale", "solve_mesh"]
 
 _MAX_CG_ITERATIONS = 2000
 """Cap on conjugate-gradient iterations per Newton step (a safety net; typical counts are 10-40)."""
@@ -126,17 +128,34 @@ def _linalg() -> tuple[Any, Any, Any]:
     return blas, lapack, _find_scipy_openblas_threads()
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = [0, 0]
+"""[threads inside a single-threaded section, OpenBLAS thread count to restore when the last leaves]."""
+
+
 @contextlib.contextmanager
 def _single_threaded_blas() -> Iterator[None]:
+    """Run scipy's OpenBLAS single-threaded inside the block (re-entrant and thread-safe).
+
+    ``openblas_set_num_threads_local`` behaves as a process-wide setting in the bundled OpenBLAS
+    (measured: two concurrent extractions that each set and restored it left one of them running
+    multithreaded), so a reference count restores the old value only when the last user leaves.
+    """
     set_threads = _linalg()[2]
     if set_threads is None:
         yield
         return
-    previous = set_threads(1)
+    with _BLAS_LOCK:
+        if _BLAS_USERS[0] == 0:
+            _BLAS_USERS[1] = set_threads(1)
+        _BLAS_USERS[0] += 1
     try:
         yield
     finally:
-        set_threads(previous)
+        with _BLAS_LOCK:
+            _BLAS_USERS[0] -= 1
+            if _BLAS_USERS[0] == 0:
+                set_threads(_BLAS_USERS[1])
 
 
 def _check_tile(g: np.ndarray, name: str = "g_siemens") -> np.ndarray:
@@ -252,7 +271,8 @@ def _extract_pipelined(g: np.ndarray, r_w: float, r_in: float, r_b: float, r_end
     worker.start()
     try:
         for k in range(n_rows):
-            _irdrop_kernels.word_line_admittance(g[k], r_w, r_in, s, j)
+            # Only lower triangles of S and X are kept: Cholesky reads no more.
+            _irdrop_kernels.word_line_admittance(g[k], r_w, r_in, s, j, False)
             if k == 0:
                 x[...] = s
             else:
@@ -297,6 +317,19 @@ def _extract_serial(g: np.ndarray, r_w: float, r_in: float, r_b: float, r_end: f
     if r_end > 0:
         _through_series(x, jm, r_end, m, update_x=False)
     return np.ascontiguousarray(jm.T)
+
+
+def effective_conductances_many(blocks: list[np.ndarray], circuit: CircuitConfig) -> list[np.ndarray]:
+    """:func:`effective_conductances` of several tiles (e.g. the G+ and G- arrays of every tile).
+
+    Large tiles run two at a time on threads (each extraction is itself a two-thread pipeline whose
+    critical path is single-threaded LAPACK); results are identical to one-by-one calls.
+    """
+    big = [b for b in blocks if np.shape(b)[-1] > _SMALL_TILE_COLS]
+    if len(big) < 2 or (os.cpu_count() or 1) < 2:
+        return [effective_conductances(b, circuit) for b in blocks]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="irdrop") as pool:
+        return list(pool.map(lambda b: effective_conductances(b, circuit), blocks))
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
