@@ -201,6 +201,7 @@ def _solve_one(g, v_row, alpha, r_w, r_in, r_b, r_end, tol_volt, max_newton, max
     worst = _residual(g, v_row, dv, alpha, r_w, r_in, r_b, r_end, c, dc, drop, rise, f)
     it = 0
     cg_total = 0
+    prev_worst = worst
     while worst > tol_volt and it < max_newton:
         it += 1
         # Newton step: (I + R D') delta = -F, D' = dc. Symmetrized with s = sqrt(D'):
@@ -217,7 +218,16 @@ def _solve_one(g, v_row, alpha, r_w, r_in, r_b, r_end, tol_volt, max_newton, max
                 p[j, i] = b
                 rr += b * b
                 bnorm += b * b
-        eta = min(1e-3, 0.1 * tol_volt / worst)
+        # Forcing term (inexact Newton, Eisenstat & Walker 1996, choice 2): a loose linear solve while
+        # the nonlinearity dominates the residual, tighter as Newton converges; one tight solve for
+        # an ohmic device, where Newton is exact in one step.
+        if alpha == 0.0:
+            eta = min(1e-3, 0.1 * tol_volt / worst)
+        elif it == 1:
+            eta = 1e-2
+        else:
+            eta = min(1e-2, max(0.9 * (worst / prev_worst) ** 2, 0.1 * tol_volt / worst))
+        prev_worst = worst
         stop = eta * eta * bnorm
         k = 0
         while rr > stop and k < max_cg:
