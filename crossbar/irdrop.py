@@ -248,17 +248,33 @@ def effective_conductances(g_siemens: np.ndarray, circuit: CircuitConfig) -> np.
 
 
 def _extract_pipelined(g: np.ndarray, r_w: float, r_in: float, r_b: float, r_end: float) -> np.ndarray:
-    """Two-stage pipeline on two threads: this thread walks the admittance X down the rows (word-line
-    elimination, potrf + potri of I + r_b X); a worker applies each step's inverse to the Norton
-    currents ``jm`` (a symmetric GEMM), which X never waits for. Results do not depend on timing."""
+    """Three-stage pipeline: a producer eliminates the word lines row by row (S_k, J_k: numba, O(C^2)),
+    this thread walks the admittance X down the rows (potrf + potri of I + r_b X: the critical path),
+    and a worker applies each step's inverse to the Norton currents ``jm`` (a symmetric GEMM), which X
+    never waits for. Every stage does the same arithmetic in the same order whatever the timing."""
     blas, lapack, _ = _linalg()
     n_rows, n_cols = g.shape
-    s = np.empty((n_cols, n_cols), order="F")
-    j = np.empty(n_cols)
     x = np.empty((n_cols, n_cols), order="F")
     jm = np.empty((n_cols, n_rows), order="F")
     steps: queue.Queue = queue.Queue(maxsize=3)
+    rows: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
     failure: list[BaseException] = []
+
+    def eliminate_word_lines() -> None:
+        for k in range(n_rows):
+            if stop.is_set():
+                return
+            s_k = np.empty((n_cols, n_cols), order="F")
+            j_k = np.empty(n_cols)
+            # Only lower triangles of S and X are kept: Cholesky reads no more.
+            _irdrop_kernels.word_line_admittance(g[k], r_w, r_in, s_k, j_k, False)
+            while not stop.is_set():
+                try:
+                    rows.put((s_k, j_k), timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
 
     def apply_inverses() -> None:
         with _single_threaded_blas():
@@ -275,11 +291,12 @@ def _extract_pipelined(g: np.ndarray, r_w: float, r_in: float, r_b: float, r_end
                     failure.append(exc)
 
     worker = threading.Thread(target=apply_inverses, name="irdrop-jm", daemon=True)
+    producer = threading.Thread(target=eliminate_word_lines, name="irdrop-word", daemon=True)
     worker.start()
+    producer.start()
     try:
         for k in range(n_rows):
-            # Only lower triangles of S and X are kept: Cholesky reads no more.
-            _irdrop_kernels.word_line_admittance(g[k], r_w, r_in, s, j, False)
+            s, j = rows.get()
             if k == 0:
                 x[...] = s
             else:
@@ -294,6 +311,8 @@ def _extract_pipelined(g: np.ndarray, r_w: float, r_in: float, r_b: float, r_end
                 steps.put((inv, k))
             jm[:, k] = j  # column k is not touched by step k, only by steps > k (queued later)
     finally:
+        stop.set()
+        producer.join()
         steps.put(None)
         worker.join()
     if failure:
