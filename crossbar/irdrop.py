@@ -188,7 +188,8 @@ def _resistances(circuit: CircuitConfig) -> tuple[float, float, float, float]:
 def _through_series(x: np.ndarray, jm: np.ndarray, r: float, m: np.ndarray, update_x: bool) -> None:
     """In place: ``jm <- (I + r x)^-1 jm`` and, if ``update_x``, ``x <- (I + r x)^-1 x``.
 
-    ``x`` is symmetric (full), ``m`` a (C, C) Fortran-ordered work array.
+    ``x`` is symmetric: only its lower triangle is read, unless ``update_x`` (then all of it, and only
+    its lower triangle is updated). ``m`` is a (C, C) Fortran-ordered work array.
     """
     blas, lapack, _ = _linalg()
     _irdrop_kernels.shifted(x, r, m)
