@@ -22,6 +22,7 @@ from typing import Any
 MODULES = [
     "benchmarks.bench_mvm",
     "benchmarks.bench_bridge",
+    "benchmarks.bench_training",
 ]
 """Benchmark modules, run in this order. Each exposes ``run(quick: bool) -> list[Record]``."""
 

@@ -4,10 +4,22 @@ Pure-torch parts: models with activation-noise injection points, noise models (a
 correlated/uncorrelated), noise-aware training and VANT, the explainable regularizers, stochastic residual
 layers with the physics-informed loss, quantization-aware training, distillation, evaluation sweeps,
 datasets (MNIST, Fashion-MNIST, CIFAR-10 and an embedded MNIST subset) and a resumable trainer.
+On the chip (through ``crossbar.nn``): accuracy vs time since programming, temperature and device-noise
+level (:mod:`training.chip_eval`). The resumable noise-robustness study of issue 6 (:mod:`training.study`)
+and its plots (:mod:`training.plots`).
 """
 
 from training.activations import ActivationKind, PhotonicSigmoid, activation_derivative, make_activation, photonic_sigmoid
 from training.checkpoint import load_checkpoint, save_checkpoint
+from training.chip_eval import (
+    SECONDS_PER_YEAR,
+    chip_accuracy,
+    chip_accuracy_vs_temperature,
+    chip_accuracy_vs_time,
+    chip_weight_noise_sweep,
+    log_spaced_times,
+    scaled_noise_profile,
+)
 from training.datasets import (
     Dataset,
     DatasetSplits,
@@ -47,6 +59,7 @@ from training.physics_loss import (
     clip_penalty,
     kl_divergence,
     physics_informed_penalty,
+    prior_from_counts,
     soft_histogram,
     uniform_level_prior,
 )
@@ -59,10 +72,22 @@ from training.regularizers import (
     saturation_penalty,
 )
 from training.srl import SRLConfig, SRLMode, StochasticResidualLayer, bind_generator
+from training.study import (
+    ModelKind,
+    RunResult,
+    StudyData,
+    StudyEvaluation,
+    StudyRun,
+    issue6_runs,
+    load_trained_model,
+    run_study,
+    select_best,
+    split_validation,
+    study_data,
+)
 from training.trainer import LRSchedule, OptimizerKind, Recipe, TrainConfig, TrainHistory, Trainer
 
 __all__ = [
-    "MLP",
     "ActivationKind",
     "ActivationNoise",
     "Dataset",
@@ -72,10 +97,12 @@ __all__ = [
     "ForwardTrace",
     "GaussianNoiseSource",
     "HardwarePrior",
+    "LRSchedule",
+    "MLP",
+    "ModelKind",
     "NoiseAwareModel",
     "NoiseCorrelation",
     "NoiseKind",
-    "LRSchedule",
     "NoisePoint",
     "NoiseSweep",
     "OptimizerKind",
@@ -83,10 +110,15 @@ __all__ = [
     "PhysicsInformedLoss",
     "Recipe",
     "ResidualMLP",
+    "RunResult",
+    "SECONDS_PER_YEAR",
     "SRLConfig",
     "SRLMode",
     "SmallCNN",
     "StochasticResidualLayer",
+    "StudyData",
+    "StudyEvaluation",
+    "StudyRun",
     "TrainConfig",
     "TrainHistory",
     "Trainer",
@@ -95,12 +127,17 @@ __all__ = [
     "activation_derivative",
     "apply_gaussian_noise",
     "bind_generator",
+    "chip_accuracy",
+    "chip_accuracy_vs_temperature",
+    "chip_accuracy_vs_time",
+    "chip_weight_noise_sweep",
     "clip_penalty",
     "distillation_loss",
     "epochs_to_fraction_of_best",
     "evaluate_accuracy",
     "explainable_penalty",
     "injected_noise",
+    "issue6_runs",
     "kl_divergence",
     "l2_penalty",
     "load_checkpoint",
@@ -108,6 +145,8 @@ __all__ = [
     "load_embedded_mnist",
     "load_fashion_mnist",
     "load_mnist",
+    "load_trained_model",
+    "log_spaced_times",
     "log_spaced_variances",
     "make_activation",
     "noise_sweep",
@@ -115,15 +154,21 @@ __all__ = [
     "photonic_sigmoid",
     "physics_informed_penalty",
     "prepare_qat",
+    "prior_from_counts",
     "quantization_levels",
     "quantize_ste",
     "read_idx",
     "row_sum_penalty",
+    "run_study",
     "sample_vant_std",
-    "save_checkpoint",
     "saturation_penalty",
+    "save_checkpoint",
+    "scaled_noise_profile",
+    "select_best",
     "soft_histogram",
+    "split_validation",
     "strip_qat",
+    "study_data",
     "uniform_level_prior",
     "weight_noise_sweep",
     "write_idx",

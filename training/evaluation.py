@@ -107,7 +107,8 @@ class NoiseSweep:
     """Accuracy at each noise level over repeated draws."""
 
     levels: tuple[float, ...]
-    """Noise levels (variance v for activation noise, alpha for weight noise), ascending."""
+    """Swept values, ascending: variance v for activation noise, alpha for weight noise; for chip sweeps
+    (:mod:`training.chip_eval`) the time since programming in s, the temperature in K or a noise factor."""
     accuracies: np.ndarray
     """Accuracy per level and draw, shape (n_levels, n_draws)."""
     label: str
@@ -125,9 +126,30 @@ class NoiseSweep:
         return self.accuracies.std(axis=1, ddof=1) if n > 1 else np.zeros(len(self.levels))
 
     def at(self, level: float) -> tuple[float, float]:
-        """``(mean, std)`` at the swept level closest to ``level`` (in log scale)."""
-        i = int(np.argmin(np.abs(np.log(np.asarray(self.levels)) - math.log(level))))
+        """``(mean, std)`` at the swept level equal to ``level``, else the closest one in log scale."""
+        lv = np.asarray(self.levels, dtype=float)
+        exact = np.flatnonzero(lv == level)
+        if exact.size:
+            i = int(exact[0])
+        else:
+            positive = np.flatnonzero(lv > 0)
+            if not level > 0 or positive.size == 0:
+                raise ValueError(f"level = {level!r} is not a swept level and cannot be matched in log scale")
+            i = int(positive[np.argmin(np.abs(np.log(lv[positive]) - math.log(level)))])
         return float(self.mean[i]), float(self.std[i])
+
+    def to_json(self) -> dict[str, object]:
+        """Plain-JSON form (levels, accuracies per level and draw, label)."""
+        return {"levels": list(self.levels), "accuracies": self.accuracies.tolist(), "label": self.label}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> NoiseSweep:
+        """Inverse of :meth:`to_json`."""
+        levels = tuple(float(v) for v in data["levels"])  # type: ignore[union-attr]
+        acc = np.asarray(data["accuracies"], dtype=float)
+        if acc.ndim != 2 or acc.shape[0] != len(levels):
+            raise ValueError(f"NoiseSweep JSON: accuracies of shape {acc.shape} do not match {len(levels)} levels")
+        return cls(levels=levels, accuracies=acc, label=str(data["label"]))
 
     def worst_case(self, low: float | None = None, high: float | None = None) -> float:
         """Lowest accuracy of any single draw at any level in ``[low, high]`` (the whole sweep by default).

@@ -33,12 +33,13 @@ __all__ = [
     "clip_penalty",
     "kl_divergence",
     "physics_informed_penalty",
+    "prior_from_counts",
     "soft_histogram",
     "uniform_level_prior",
 ]
 
-_TRUNCATION_SIGMAS = 16.0
-"""Bins farther than this many kernel widths from a value are skipped; their total weight < sigmoid(-16)."""
+_CHUNK_ELEMENTS = 1 << 22
+"""Values x edges evaluated at once by :func:`soft_histogram` (bounds its temporary memory to ~16 MB in float32)."""
 
 
 def _as_float_tuple(obj: object, name: str, value: object) -> tuple[float, ...]:
@@ -83,6 +84,22 @@ class HardwarePrior:
         return len(self.probabilities)
 
 
+def prior_from_counts(bin_edges: Sequence[float], counts: Sequence[float], *, source: str) -> HardwarePrior:
+    """``pi_hw`` from a measured histogram: ``counts`` per bin (e.g. a characterization file's level
+    occupancy), normalized to probabilities.
+
+    Raises ``ValueError`` for negative or non-finite counts, an all-zero histogram, or a count/edge mismatch
+    (the edges are checked by :class:`HardwarePrior`).
+    """
+    c = torch.as_tensor(counts, dtype=torch.float64).reshape(-1)
+    if c.numel() == 0 or not bool(torch.isfinite(c).all()) or bool((c < 0).any()):
+        raise ValueError("counts must be a non-empty sequence of finite numbers >= 0")
+    total = float(c.sum())
+    if total <= 0:
+        raise ValueError("counts are all zero: no distribution to match")
+    return HardwarePrior(bin_edges=tuple(bin_edges), probabilities=tuple((c / total).tolist()), source=source)
+
+
 def uniform_level_prior(bits: int, w_max: float) -> HardwarePrior:
     """Uniform ``pi_hw`` over the ``2**bits - 1`` levels of the b-bit grid on ``[-w_max, w_max]``.
 
@@ -101,7 +118,13 @@ def uniform_level_prior(bits: int, w_max: float) -> HardwarePrior:
     )
 
 
-def soft_histogram(x: torch.Tensor, edges: torch.Tensor | Sequence[float], bandwidth: float) -> torch.Tensor:
+def soft_histogram(
+    x: torch.Tensor,
+    edges: torch.Tensor | Sequence[float],
+    bandwidth: float,
+    *,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Differentiable histogram of the values of ``x``, normalized to a probability vector.
 
     Parameters
@@ -112,6 +135,9 @@ def soft_histogram(x: torch.Tensor, edges: torch.Tensor | Sequence[float], bandw
         Ascending bin edges e_0 ... e_K.
     bandwidth : float
         Kernel width tau, in the units of x (e.g. a quarter of the bin width).
+    weights : torch.Tensor, optional
+        Non-negative multiplicity of each value (shape of ``x`` flattened); default 1 each. A histogram of
+        many repeated values (e.g. quantized weights) is that of its distinct values weighted by their counts.
 
     Returns
     -------
@@ -123,9 +149,11 @@ def soft_histogram(x: torch.Tensor, edges: torch.Tensor | Sequence[float], bandw
     .. math:: m_k(x) = \\sigma\\Big(\\frac{x - e_k}{\\tau}\\Big) - \\sigma\\Big(\\frac{x - e_{k+1}}{\\tau}\\Big),
               \\qquad \\hat p_k = \\frac{\\sum_n m_k(x_n)}{\\sum_{k'} \\sum_n m_{k'}(x_n)}
 
-    Memberships telescope, so a value's total membership in the bins farther than 16 tau away is below
-    sigmoid(-16) ~ 1e-7; those bins are skipped, which makes the cost O(N r) instead of O(N K) for fine grids.
-    Values outside the edges count only partially (their membership tails off over a few tau).
+    Memberships telescope, so with :math:`S_k = \\sum_n \\sigma((x_n - e_k)/\\tau)` the unnormalized
+    histogram is :math:`S_k - S_{k+1}` and the normalization :math:`S_0 - S_K`: K + 1 sums of sigmoids
+    (exact, no truncation), O(N K) work in chunks of values and O(K) memory per value of a chunk; the sums
+    accumulate in float64. Values outside the edges count only partially (their membership tails off over
+    a few tau).
     """
     if not bandwidth > 0:
         raise ValueError(f"bandwidth = {bandwidth!r} must be > 0")
@@ -135,18 +163,21 @@ def soft_histogram(x: torch.Tensor, edges: torch.Tensor | Sequence[float], bandw
     values = x.reshape(-1)
     if values.numel() == 0:
         raise ValueError("soft_histogram needs at least one value")
-    k = e.numel() - 1
-    min_width = float((e[1:] - e[:-1]).min())
-    radius = min(k - 1, math.ceil(_TRUNCATION_SIGMAS * bandwidth / min_width) + 1)
-    home = (torch.searchsorted(e, values.detach().contiguous(), right=True) - 1).clamp(0, k - 1)
-    hist = torch.zeros(k, dtype=x.dtype, device=x.device)
-    for offset in range(-radius, radius + 1):
-        idx = home + offset
-        valid = (idx >= 0) & (idx < k)
-        idx, v = idx[valid], values[valid]
-        membership = torch.sigmoid((v - e[idx]) / bandwidth) - torch.sigmoid((v - e[idx + 1]) / bandwidth)
-        hist = hist.index_add(0, idx, membership)
-    return hist / hist.sum()
+    if weights is not None:
+        weights = weights.reshape(-1).to(device=x.device, dtype=torch.float64)
+        if weights.numel() != values.numel() or bool((weights < 0).any()) or not bool(weights.sum() > 0):
+            raise ValueError("weights must be non-negative, one per value, and not all zero")
+    chunk = max(1, _CHUNK_ELEMENTS // e.numel())
+    sums = torch.zeros(e.numel(), dtype=torch.float64, device=x.device)
+    for start in range(0, values.numel(), chunk):
+        v = values[start : start + chunk]
+        sig = torch.sigmoid((v[:, None] - e[None, :]) / bandwidth).to(torch.float64)
+        if weights is None:
+            sums = sums + sig.sum(dim=0)
+        else:
+            sums = sums + weights[start : start + chunk] @ sig
+    hist = (sums[:-1] - sums[1:]).clamp_min(0.0)
+    return (hist / (sums[0] - sums[-1])).to(x.dtype)
 
 
 def kl_divergence(p: torch.Tensor, q: torch.Tensor, *, eps: float = 1e-12) -> torch.Tensor:
@@ -199,6 +230,21 @@ class PhysicsInformedLoss:
         check_float(self, "bandwidth_rel", 0.0, 10.0, open_low=True)
 
 
+def _levels_with_counts(q: torch.Tensor, config: PhysicsInformedLoss) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct levels of quantized values ``q`` and their counts, differentiable in ``q``.
+
+    Each level is the mean of the values on it (equal to the level itself), so the gradient of a function
+    of the levels weighted by their counts reaches every value exactly as if it were evaluated per value:
+    d/dq_n [c_u f(mean_u)] = f'(u). The histogram then costs O(levels x bins) instead of O(N x bins).
+    """
+    n = (1 << (config.bits - 1)) - 1
+    index = (torch.round(q.detach() * (n / config.w_max)) + n).long().clamp(0, 2 * n)
+    counts = torch.zeros(2 * n + 1, dtype=q.dtype, device=q.device).index_add(0, index, torch.ones_like(q))
+    sums = torch.zeros(2 * n + 1, dtype=q.dtype, device=q.device).index_add(0, index, q)
+    used = counts > 0
+    return sums[used] / counts[used], counts[used]
+
+
 def physics_informed_penalty(
     weights: Sequence[torch.Tensor], *, config: PhysicsInformedLoss, prior: HardwarePrior
 ) -> torch.Tensor:
@@ -226,6 +272,7 @@ def physics_informed_penalty(
         edges = torch.tensor(prior.bin_edges, dtype=flat.dtype, device=flat.device)
         q = torch.tensor(prior.probabilities, dtype=flat.dtype, device=flat.device)
         bandwidth = config.bandwidth_rel * float((edges[1:] - edges[:-1]).min())
-        p = soft_histogram(quantize_ste(flat, bits=config.bits, x_max=config.w_max), edges, bandwidth)
+        values, counts = _levels_with_counts(quantize_ste(flat, bits=config.bits, x_max=config.w_max), config)
+        p = soft_histogram(values, edges, bandwidth, weights=counts)
         total = total + config.lambda_kl * kl_divergence(p, q)
     return total

@@ -160,7 +160,12 @@ def prepare_qat(model: nn.Module, bits: int) -> nn.Module:
 
 
 def strip_qat(model: nn.Module) -> nn.Module:
-    """Replace every fake-quantized weight by its quantized value and remove the parametrization."""
+    """Replace every fake-quantized weight by its quantized value and remove the parametrization.
+
+    Works in place. Do not apply it to a ``copy.deepcopy`` of a QAT model while the original is still in
+    use: the copy shares torch's generated parametrized class with the original, and removing the
+    parametrization deletes the weight property from that class (the original then has no ``weight``).
+    """
     for layer in _quantizable(model):
         if parametrize.is_parametrized(layer, "weight"):
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)

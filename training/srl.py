@@ -112,8 +112,9 @@ class StochasticResidualLayer(nn.Module):
 
     def preactivation(self, h: torch.Tensor) -> torch.Tensor:
         """The argument of phi: Q_b(W h + b + eps) (stochastic) or W h + b (vanilla)."""
-        wh = nn.functional.linear(h, self.linear.weight)
-        z = wh + self.linear.bias
+        # Through the module (not F.linear), so that convert_to_analog runs W h on the chip.
+        z = self.linear(h)
+        wh = z - self.linear.bias
         cfg = self.config
         if cfg.mode is SRLMode.VANILLA:
             return z

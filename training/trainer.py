@@ -138,6 +138,10 @@ class TrainHistory:
     """Mean training objective per epoch (loss plus penalties)."""
     eval_accuracy: list[float] = field(default_factory=list)
     """Clean accuracy on the evaluation split after each epoch (empty without one)."""
+    eval_noisy_accuracy: list[float] = field(default_factory=list)
+    """Accuracy on the evaluation split under :attr:`Trainer.eval_noise` after each epoch (empty without
+    one): mean over ``eval_noise_draws`` draws, each from a generator seeded by the run's seed and the epoch,
+    so evaluating never perturbs the training stream."""
 
     @property
     def epochs_completed(self) -> int:
@@ -172,6 +176,13 @@ class Trainer:
         Show tqdm progress bars.
     step_callback : callable, optional
         ``callback(epoch, step)`` after every step (tests use it to simulate an interruption).
+    eval_noise : ActivationNoise or sequence of them, optional
+        Also score ``eval_data`` under this activation noise after every epoch
+        (:attr:`TrainHistory.eval_noisy_accuracy`), for convergence curves of the noisy accuracy.
+    eval_noise_draws : int
+        Noise draws averaged per epoch for ``eval_noise``.
+    eval_batch_size : int
+        Samples per forward pass of the per-epoch evaluations.
     """
 
     def __init__(
@@ -186,6 +197,9 @@ class Trainer:
         checkpoint_path: str | os.PathLike[str] | None = None,
         progress: bool = True,
         step_callback: StepCallback | None = None,
+        eval_noise: ActivationNoise | tuple[ActivationNoise, ...] | None = None,
+        eval_noise_draws: int = 1,
+        eval_batch_size: int = 2000,
     ):
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config = {config!r} must be a TrainConfig")
@@ -198,6 +212,13 @@ class Trainer:
             raise ValueError("Recipe.explainable needs a NoiseAwareModel (MLP, SmallCNN, ResidualMLP)")
         if len(train_data) == 0:
             raise ValueError("train_data is empty")
+        if eval_noise is not None and eval_data is None:
+            raise ValueError("eval_noise needs eval_data")
+        if isinstance(eval_noise_draws, bool) or not isinstance(eval_noise_draws, int) or eval_noise_draws < 1:
+            raise ValueError(f"eval_noise_draws = {eval_noise_draws!r} must be a positive integer")
+        self.eval_noise = eval_noise
+        self.eval_noise_draws = eval_noise_draws
+        self.eval_batch_size = eval_batch_size
         self.model = model
         self.train_data = train_data
         self.config = config
@@ -273,6 +294,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "train_loss": list(self.history.train_loss),
             "eval_accuracy": list(self.history.eval_accuracy),
+            "eval_noisy_accuracy": list(self.history.eval_noisy_accuracy),
         }
 
     def _resume(self) -> None:
@@ -291,7 +313,21 @@ class Trainer:
         self.history = TrainHistory(
             train_loss=[float(v) for v in state["train_loss"]],
             eval_accuracy=[float(v) for v in state["eval_accuracy"]],
+            eval_noisy_accuracy=[float(v) for v in state.get("eval_noisy_accuracy", [])],
         )
+
+    def _evaluate_epoch(self, epoch: int) -> None:
+        assert self.eval_data is not None  # the caller checks
+        bs = self.eval_batch_size
+        self.history.eval_accuracy.append(evaluate_accuracy(self.model, self.eval_data, batch_size=bs))
+        if self.eval_noise is not None:
+            # Own stream per epoch: evaluation never consumes draws of the training generator.
+            gen = torch.Generator().manual_seed((self.config.seed * 1_000_003 + epoch + 1) % (1 << 63))
+            scores = [
+                evaluate_accuracy(self.model, self.eval_data, noise=self.eval_noise, generator=gen, batch_size=bs)
+                for _ in range(self.eval_noise_draws)
+            ]
+            self.history.eval_noisy_accuracy.append(sum(scores) / len(scores))
 
     # ---------------------------------------------------------------------------------------------
 
@@ -333,7 +369,7 @@ class Trainer:
             bar.close()
             self.history.train_loss.append(total / max(steps, 1))
             if self.eval_data is not None:
-                self.history.eval_accuracy.append(evaluate_accuracy(self.model, self.eval_data))
+                self._evaluate_epoch(epoch)
             if self.checkpoint_path is not None:
                 save_checkpoint(self.checkpoint_path, self._state(epoch + 1))
         self.model.eval()

@@ -13,6 +13,7 @@ from training.physics_loss import (
     clip_penalty,
     kl_divergence,
     physics_informed_penalty,
+    prior_from_counts,
     soft_histogram,
     uniform_level_prior,
 )
@@ -116,3 +117,44 @@ def test_prior_must_cover_the_range():
     prior = uniform_level_prior(4, 0.5)
     with pytest.raises(ValueError, match="must cover"):
         physics_informed_penalty([torch.zeros(2, 2)], config=PhysicsInformedLoss(w_max=1.0), prior=prior)
+
+
+def test_prior_from_counts_normalizes_a_measured_histogram():
+    prior = prior_from_counts((-1.0, 0.0, 0.5, 1.0), [2, 6, 0], source="measured")
+    assert prior.probabilities == pytest.approx((0.25, 0.75, 0.0)) and prior.source == "measured"
+    with pytest.raises(ValueError, match="all zero"):
+        prior_from_counts((0.0, 1.0), [0], source="x")
+    with pytest.raises(ValueError, match="finite numbers >= 0"):
+        prior_from_counts((0.0, 1.0, 2.0), [1, -1], source="x")
+    with pytest.raises(ValueError, match="2 bins need"):
+        prior_from_counts((0.0, 1.0, 2.0), [1, 1, 1], source="x")
+
+
+def test_weighted_soft_histogram_equals_the_histogram_of_repeated_values():
+    edges = (-1.0, -0.3, 0.2, 1.0)
+    values = torch.tensor([-0.5, 0.0, 0.7], dtype=torch.float64)
+    counts = torch.tensor([3.0, 1.0, 2.0], dtype=torch.float64)
+    repeated = values.repeat_interleave(counts.long())
+    torch.testing.assert_close(soft_histogram(values, edges, 0.1, weights=counts), soft_histogram(repeated, edges, 0.1))
+    with pytest.raises(ValueError, match="weights"):
+        soft_histogram(values, edges, 0.1, weights=-counts)
+
+
+def test_physics_penalty_groups_levels_without_changing_value_or_gradient():
+    """The level-grouped KL term equals the per-value formula, in value and in gradient."""
+    cfg = PhysicsInformedLoss(lambda_clip=0.0, lambda_kl=1.0, w_max=1.0, bits=3)
+    prior = uniform_level_prior(3, 1.0)
+    w = torch.linspace(-1.2, 1.1, 97, dtype=torch.float64).reshape(1, -1).requires_grad_()
+    grouped = physics_informed_penalty([w], config=cfg, prior=prior)
+    (g_grouped,) = torch.autograd.grad(grouped, w)
+    w2 = w.detach().clone().requires_grad_()
+    edges = torch.tensor(prior.bin_edges, dtype=torch.float64)
+    q = torch.tensor(prior.probabilities, dtype=torch.float64)
+    tau = cfg.bandwidth_rel * float((edges[1:] - edges[:-1]).min())
+    from training.quantization import quantize_ste
+
+    direct = kl_divergence(_dense_soft_histogram(quantize_ste(w2.reshape(-1), bits=3, x_max=1.0), edges, tau), q)
+    (g_direct,) = torch.autograd.grad(direct, w2)
+    torch.testing.assert_close(grouped, direct, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_grouped, g_direct, rtol=1e-10, atol=1e-12)
+    assert g_grouped.abs().sum() > 0

@@ -183,3 +183,18 @@ def test_trainer_argument_checks(tiny_dataset):
     empty = Dataset(images=torch.zeros(0, 1, 8, 8), labels=torch.zeros(0, dtype=torch.int64), n_classes=4, name="e")
     with pytest.raises(ValueError, match="empty"):
         Trainer(_mlp(), empty, config=TrainConfig(epochs=1))
+
+
+def test_per_epoch_noisy_evaluation_is_recorded_and_never_perturbs_training(tiny_dataset):
+    recipe = Recipe(train_noise=(ActivationNoise(variance=0.2),))
+    cfg = TrainConfig(epochs=3, batch_size=16, learning_rate=1e-2, seed=4)
+    plain, noisy_eval = _mlp(), _mlp()
+    Trainer(plain, tiny_dataset, config=cfg, recipe=recipe, eval_data=tiny_dataset, progress=False).fit()
+    history = Trainer(noisy_eval, tiny_dataset, config=cfg, recipe=recipe, eval_data=tiny_dataset, progress=False,
+                      eval_noise=ActivationNoise(variance=4.0), eval_noise_draws=3).fit()
+    for a, b in zip(plain.state_dict().values(), noisy_eval.state_dict().values()):
+        assert torch.equal(a, b)  # evaluation draws come from their own generator
+    assert len(history.eval_noisy_accuracy) == 3
+    assert sum(history.eval_noisy_accuracy) < sum(history.eval_accuracy)  # variance 4 on sigmoid outputs hurts
+    with pytest.raises(ValueError, match="eval_noise needs eval_data"):
+        Trainer(_mlp(), tiny_dataset, config=cfg, eval_noise=ActivationNoise(variance=1.0))
