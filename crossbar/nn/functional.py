@@ -63,6 +63,13 @@ def _check_float(t: Tensor, name: str, where: str) -> None:
         raise ValueError(f"{where}: {name} has dtype {t.dtype}; the chip runs float32 or float64 tensors")
 
 
+def _check_same(input: Tensor, weight: Tensor, where: str) -> None:
+    if input.dtype != weight.dtype:
+        raise ValueError(f"{where}: input dtype {input.dtype} does not match weight dtype {weight.dtype}")
+    if input.device != weight.device:
+        raise ValueError(f"{where}: input is on {input.device} but the weight on {weight.device}")
+
+
 def _check_finite(t: Tensor, name: str, where: str) -> None:
     """Raise a ``ValueError`` naming the first non-finite entry of ``t``; checked in NumPy on the CPU."""
     t = t.detach()
@@ -89,13 +96,15 @@ def _check_matrix(matrix: Any, out_features: int, in_features: int, where: str, 
         )
 
 
-def _check_bias(bias: Tensor | None, n_out: int, dtype: torch.dtype, where: str) -> None:
+def _check_bias(bias: Tensor | None, n_out: int, dtype: torch.dtype, device: torch.device, where: str) -> None:
     if bias is None:
         return
     if tuple(bias.shape) != (n_out,):
         raise ValueError(f"{where}: bias has shape {tuple(bias.shape)}; expected ({n_out},)")
     if bias.dtype != dtype:
         raise ValueError(f"{where}: bias dtype {bias.dtype} does not match input dtype {dtype}")
+    if bias.device != device:
+        raise ValueError(f"{where}: bias is on {bias.device} but the input on {device}")
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
@@ -210,12 +219,11 @@ def analog_linear(
     _check_float(input, "input", where)
     if weight.ndim != 2:
         raise ValueError(f"{where}: weight has shape {tuple(weight.shape)}; expected (out_features, in_features)")
-    if input.dtype != weight.dtype:
-        raise ValueError(f"{where}: input dtype {input.dtype} does not match weight dtype {weight.dtype}")
+    _check_same(input, weight, where)
     n_out, n_in = weight.shape
     if input.ndim == 0 or input.shape[-1] != n_in:
         raise ValueError(f"{where}: input has shape {tuple(input.shape)}; expected (*, {n_in})")
-    _check_bias(bias, n_out, input.dtype, where)
+    _check_bias(bias, n_out, input.dtype, input.device, where)
     _check_matrix(matrix, n_out, n_in, where, "weight")
     _check_finite(input, "input", where)
     lead = input.shape[:-1]
@@ -408,12 +416,11 @@ def analog_conv2d(
     _check_float(input, "input", where)
     if weight.ndim != 4:
         raise ValueError(f"{where}: weight has shape {tuple(weight.shape)}; expected (out_channels, in_channels, kh, kw)")
-    if input.dtype != weight.dtype:
-        raise ValueError(f"{where}: input dtype {input.dtype} does not match weight dtype {weight.dtype}")
+    _check_same(input, weight, where)
     n_out, n_ch, kh, kw = weight.shape
     if input.ndim not in (3, 4) or input.shape[-3] != n_ch:
         raise ValueError(f"{where}: input has shape {tuple(input.shape)}; expected (N, {n_ch}, H, W) or ({n_ch}, H, W)")
-    _check_bias(bias, n_out, input.dtype, where)
+    _check_bias(bias, n_out, input.dtype, input.device, where)
     stride_ = _pair(stride, "stride", where, 1)
     dilation_ = _pair(dilation, "dilation", where, 1)
     _check_matrix(matrix, n_out, n_ch * kh * kw, where, "unfolded weight")

@@ -410,21 +410,35 @@ def test_float32_stays_float32_and_float64_stays_float64() -> None:
 
 
 @pytest.mark.gpu
-def test_cuda_tensors_run_on_the_chip_and_come_back() -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_cuda_tensors_run_on_the_chip_and_come_back(dtype: torch.dtype) -> None:
+    """CUDA inputs are copied to the host for the chip and back; gradients stay on the device."""
     torch.manual_seed(11)
-    cpu_model = convert_to_analog(cnn(), noisy_chip(seed=2))
-    gpu_model = convert_to_analog(cnn(), noisy_chip(seed=2))
+    cpu_model = convert_to_analog(cnn(dtype), noisy_chip(seed=2))
+    gpu_model = convert_to_analog(cnn(dtype), noisy_chip(seed=2))
     gpu_model.load_state_dict(cpu_model.state_dict())
+    program_analog(gpu_model)  # on the CPU weights; moving them to the device is no weight change
     gpu_model.cuda()
-    x = torch.randn(4, 2, 8, 8)
-    y_cpu = cpu_model(x)
+    x = torch.randn(4, 2, 8, 8, dtype=dtype)
+    xc = x.clone().requires_grad_(True)
+    y_cpu = cpu_model(xc)
     xg = x.cuda().requires_grad_(True)
     y_gpu = gpu_model(xg)
-    assert y_gpu.device.type == "cuda"
-    torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=1e-4, atol=1e-4)  # same chip, same draws
+    assert y_gpu.device.type == "cuda" and y_gpu.dtype == dtype
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu.detach(), rtol=tol, atol=tol)  # same chip, same draws
+    y_cpu.sum().backward()
     y_gpu.sum().backward()
     assert xg.grad is not None and xg.grad.device.type == "cuda"
-    assert gpu_model[0].weight.grad.device.type == "cuda"
+    torch.testing.assert_close(xg.grad.cpu(), xc.grad, rtol=tol, atol=tol)
+    for layer_cpu, layer_gpu in zip(cpu_model, gpu_model):
+        if isinstance(layer_gpu, (AnalogLinear, AnalogConv2d)):
+            assert layer_gpu.weight.grad.device.type == "cuda"
+            torch.testing.assert_close(layer_gpu.weight.grad.cpu(), layer_cpu.weight.grad, rtol=tol, atol=tol)
+    gpu_model.eval()
+    with torch.no_grad():
+        assert gpu_model(xg).device.type == "cuda"
+    assert programming_count(gpu_model) == 3  # neither moving the model nor inference re-programs
 
 
 def test_import_crossbar_does_not_import_torch() -> None:
