@@ -23,6 +23,7 @@ MODULES = [
     "benchmarks.bench_mvm",
     "benchmarks.bench_bridge",
     "benchmarks.bench_training",
+    "benchmarks.bench_irdrop",
 ]
 """Benchmark modules, run in this order. Each exposes ``run(quick: bool) -> list[Record]``."""
 
