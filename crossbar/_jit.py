@@ -18,7 +18,7 @@ import os
 
 import numba
 
-__all__ = ["inline_kernel", "kernel", "parallel_kernel", "prange"]
+__all__ = ["inline_kernel", "kernel", "parallel_kernel", "parallel_vector_kernel", "prange", "vector_kernel"]
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
@@ -31,5 +31,14 @@ parallel_kernel = numba.njit(cache=True, fastmath=False, nogil=True, parallel=Tr
 
 inline_kernel = numba.njit(cache=True, fastmath=False, nogil=True, inline="always")
 """Decorator for small helpers called from hot loops (random draws): inlined at numba IR level."""
+
+vector_kernel = numba.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
+"""Serial kernel whose loops must vectorize. ``error_model="numpy"``: a float division by zero gives
+inf/NaN as in IEEE-754 instead of raising ``ZeroDivisionError``; the Python model's check is a branch
+in every division that stops LLVM's loop vectorizer. Still no ``fastmath``: every result is the IEEE
+result, bit for bit. Kernels using it divide only by values that are nonzero by construction."""
+
+parallel_vector_kernel = numba.njit(cache=True, fastmath=False, nogil=True, parallel=True, error_model="numpy")
+""":data:`vector_kernel` with ``prange`` over fixed-size chunks."""
 
 prange = numba.prange

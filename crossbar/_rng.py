@@ -1,4 +1,4 @@
-"""Counter-seeded random streams for numba kernels: xoshiro256++ and a 256-layer ziggurat.
+"""Counter-seeded random streams for numba kernels: vectorized xoshiro256++ and Box-Muller normals.
 
 Kernels that add fresh noise at every MVM draw their Gaussian numbers inside the fused loop instead of
 materializing arrays with NumPy (NumPy's generator costs about 9 ns per normal here, more than the GEMM
@@ -6,12 +6,21 @@ it decorates). Work is split in fixed chunks; chunk ``c`` of a call with seed ``
 ``(s, c)``, so results are bit-identical whatever the number of threads. Seeds come from the caller's
 ``numpy.random.Generator``, so the same chip seed gives the same outputs.
 
+A normal stream is :data:`N_LANES` independent xoshiro256++ generators advanced side by side (their
+update is a few shifts, xors and adds, which LLVM vectorizes across lanes), read in blocks of
+:data:`PAIRS_PER_BLOCK` 64-bit words; each word becomes one Box-Muller pair through branch-free float32
+log, sqrt and sin/cos polynomials (:mod:`crossbar._vmath`), so the transform vectorizes too. Measured
+on the 2-core AMD EPYC (Zen 4) development machine, one thread: 0.70 ns per normal, against 1.9 ns for
+the scalar 256-layer ziggurat this replaced. The draws are standard normal to float32 precision: the
+transform's relative error is below 3e-7, and the only truncation is of the radius at 6.66 (probability
+2^-32), see :func:`_box_muller`.
+
 References
 ----------
 D. Blackman and S. Vigna, "Scrambled linear pseudorandom number generators", ACM TOMS 47(4), 2021,
 doi:10.1145/3460772 (xoshiro256++, splitmix64 seeding).
-G. Marsaglia and W. W. Tsang, "The ziggurat method for generating random variables", J. Stat. Softw.
-5(8), 2000, doi:10.18637/jss.v005.i08.
+G. E. P. Box and M. E. Muller, "A note on the generation of random normal deviates", Ann. Math. Statist.
+29(2), 610-611, 1958, doi:10.1214/aoms/1177706645.
 """
 
 from __future__ import annotations
@@ -20,39 +29,10 @@ import math
 
 import numpy as np
 
-from crossbar._jit import inline_kernel, kernel, parallel_kernel, prange
+from crossbar._jit import inline_kernel, kernel, parallel_kernel, parallel_vector_kernel, prange
+from crossbar._vmath import bits_from_f32, f32_from_bits, fma32, log_f32, sincos_quarter_f32
 
 __all__ = ["standard_normal", "uniform"]
-
-_N_LAYERS = 256
-_R = 3.6541528853610088  # right edge of the base layer (Marsaglia & Tsang, 256 layers)
-_V = 0.00492867323399  # area of each layer
-
-
-def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer thresholds, widths and densities of the 256-layer ziggurat for 23-bit magnitudes.
-
-    Layer i >= 1 is the rectangle [0, X[i]] x [f(X[i]), f(X[i+1])] with f(x) = exp(-x^2/2); layer 0 is
-    the base strip of width V / f(R) holding [0, R] x [0, f(R)] and the tail x > R. All have area V.
-    A draw uses 8 bits for the layer, 1 for the sign and 23 for the magnitude, so one 64-bit output of
-    the generator gives two normals (float32 resolution of the magnitude within a layer).
-    """
-    f = lambda x: math.exp(-0.5 * x * x)  # noqa: E731
-    x = np.zeros(_N_LAYERS + 1)
-    x[0] = _V / f(_R)
-    x[1] = _R
-    for i in range(1, _N_LAYERS - 1):
-        y = f(x[i]) + _V / x[i]
-        x[i + 1] = math.sqrt(-2.0 * math.log(y)) if y < 1.0 else 0.0
-    x[_N_LAYERS] = 0.0
-    scale = 2.0**23
-    k = np.array([math.floor(x[i + 1] / x[i] * scale) for i in range(_N_LAYERS)], dtype=np.int64)
-    w = x[:_N_LAYERS] / scale
-    fx = np.exp(-0.5 * x * x)
-    return k, w, fx
-
-
-_ZIG_K, _ZIG_W, _ZIG_F = _ziggurat_tables()
 
 _U1 = np.uint64(1)
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -111,57 +91,131 @@ def next_uniform(s: np.ndarray) -> float:
     return float(np.int64(next_u64(s) >> _S11)) * _INV53
 
 
-@inline_kernel
-def _normal_from_bits(r: np.int64, s: np.ndarray) -> float:
-    """Standard normal from 32 random bits ``r`` by the ziggurat; rare slow paths draw more from ``s``."""
-    while True:
-        idx = r & 0xFF
-        # the sign as a multiplier, not a branch: a random branch mispredicts half the time
-        sign = 1.0 - 2.0 * float((r >> 8) & 1)
-        rabs = r >> 9
-        x = float(rabs) * _ZIG_W[idx]
-        if rabs < _ZIG_K[idx]:
-            return sign * x
-        if idx == 0:
-            # Tail beyond R (Marsaglia 1964): a = -ln(U1)/R accepted when -2 ln(U2) > a^2.
-            while True:
-                a = -math.log(1.0 - next_uniform(s)) / _R
-                b = -math.log(1.0 - next_uniform(s))
-                if b + b > a * a:
-                    return sign * (_R + a)
-        if _ZIG_F[idx] + next_uniform(s) * (_ZIG_F[idx + 1] - _ZIG_F[idx]) < math.exp(-0.5 * x * x):
-            return sign * x
-        r = np.int64(next_u64(s) & _MASK32)  # rejected: start over with fresh bits
+# ----------------------------------------------------------------------------- normal streams
+N_LANES = 16
+"""Independent xoshiro256++ generators interleaved in one normal stream, so that their updates vectorize."""
+PAIRS_PER_BLOCK = 64
+"""Box-Muller pairs per block: a stream is drawn in whole blocks of ``2 * PAIRS_PER_BLOCK`` normals."""
+NORMALS_PER_BLOCK = 2 * PAIRS_PER_BLOCK
+"""Normals per block; a fill of ``n`` normals consumes ``ceil(n / NORMALS_PER_BLOCK)`` blocks."""
+
+_U32_0 = np.uint32(0)
+_U32_1 = np.uint32(1)
+_U32_7 = np.uint32(7)
+_U32_8 = np.uint32(8)
+_MASK22 = np.uint32((1 << 22) - 1)
+_BIT22 = np.uint32(1 << 22)
+_BIT31 = np.uint32(1 << 31)
+_F32 = np.float32
+_TWO_M32 = _F32(2.0**-32)
+_ANGLE_STEP = _F32(math.pi / 2 / 2**22)
+_ANGLE_START = _F32(-math.pi / 4 + 0.5 * math.pi / 2 / 2**22)
+
+
+@kernel
+def seed_lanes(lanes: np.ndarray, seed: np.uint64, stream: np.uint64) -> None:
+    """Seed the (4, N_LANES) lane states of normal stream ``stream`` of ``seed``: lane ``l`` is the
+    xoshiro256++ state :func:`seed_state` gives for sub-stream ``stream * N_LANES + l``."""
+    st = np.empty(4, dtype=np.uint64)
+    for lane in range(N_LANES):
+        seed_state(st, seed, stream * np.uint64(N_LANES) + np.uint64(lane))
+        for w in range(4):
+            lanes[w, lane] = st[w]
 
 
 @inline_kernel
-def next_normal(s: np.ndarray) -> float:
-    """One standard normal (uses the low 32 bits of one generator output)."""
-    return _normal_from_bits(np.int64(next_u64(s) & _MASK32), s)
+def normal_stream(seed: np.uint64, stream: np.uint64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A fresh normal stream: its lane states and the scratch buffers :func:`fill_normal` needs."""
+    lanes = np.empty((4, N_LANES), dtype=np.uint64)
+    seed_lanes(lanes, seed, stream)
+    return (
+        lanes,
+        np.empty(PAIRS_PER_BLOCK, dtype=np.uint32),
+        np.empty(PAIRS_PER_BLOCK, dtype=np.uint32),
+        np.empty(NORMALS_PER_BLOCK, dtype=np.float32),
+    )
 
 
 @inline_kernel
-def fill_normal(out: np.ndarray, n: int, s: np.ndarray) -> None:
-    """``out[:n]`` = standard normals, two per generator output (the fast way to draw many)."""
+def _next_bits(lanes: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Output ``k`` of lane ``l`` (xoshiro256++, lanes advanced in place) split into its low and high
+    32 bits ``lo[k * N_LANES + l]`` and ``hi[k * N_LANES + l]``."""
+    n_lanes = lanes.shape[1]  # a run-time trip count lets LLVM's loop vectorizer take the lane loop
+    for k in range(PAIRS_PER_BLOCK // N_LANES):
+        for lane in range(n_lanes):
+            s0, s1, s2, s3 = lanes[0, lane], lanes[1, lane], lanes[2, lane], lanes[3, lane]
+            t = s0 + s3
+            r = ((t << _S23) | (t >> _S41)) + s0
+            lo[k * N_LANES + lane] = np.uint32(r & _MASK32)
+            hi[k * N_LANES + lane] = np.uint32(r >> _S32)
+            t = s1 << _S17
+            s2 ^= s0
+            s3 ^= s1
+            s1 ^= s2
+            s0 ^= s3
+            s2 ^= t
+            lanes[0, lane], lanes[1, lane], lanes[2, lane], lanes[3, lane] = s0, s1, s2, (s3 << _S45) | (s3 >> _S19)
+
+
+@inline_kernel
+def _box_muller(lo: np.ndarray, hi: np.ndarray, out: np.ndarray, off: int) -> None:
+    """``out[off:off + NORMALS_PER_BLOCK]`` = normals from ``PAIRS_PER_BLOCK`` 64-bit words, split in
+    their low halves ``lo`` and high halves ``hi``.
+
+    Word ``p`` gives one Box-Muller pair ``(r cos phi, r sin phi)``, ``r = sqrt(-2 ln u)``:
+
+    - ``hi``: ``u = (hi | 1) 2^-32`` in (0, 1), so ``r <= sqrt(64 ln 2) = 6.66`` (the true radius
+      exceeds it with probability 2^-32, a normal coordinate with probability 3e-11);
+    - ``lo`` bits 0-21, ``j``: ``t = (j + 1/2) (pi/2) 2^-22 - pi/4``, uniform on (-pi/4, pi/4);
+    - ``lo`` bits 22-24: an element of the symmetry group of the square (swap of the two
+      coordinates, sign of each) applied to ``(cos t, sin t)``. The eight images of the uniform angle
+      on (-pi/4, pi/4) tile the circle twice with equal weight, so ``phi`` is uniform on the circle and
+      the pair is two independent standard normals.
+
+    Pair ``p`` goes to ``out[off + p]`` and ``out[off + PAIRS_PER_BLOCK + p]``. float32 arithmetic on
+    32-bit lanes, branch-free (signs by flipping the sign bit), so the loop vectorizes.
+    """
+    for p in range(PAIRS_PER_BLOCK):
+        h = hi[p]
+        w = lo[p]
+        u = _F32(h | _U32_1) * _TWO_M32
+        r = math.sqrt(max(_F32(-2.0) * log_f32(u), _F32(0.0)))
+        sn, cs = sincos_quarter_f32(fma32(_F32(w & _MASK22), _ANGLE_STEP, _ANGLE_START))
+        swap = (w & _BIT22) != _U32_0
+        z1 = r * (sn if swap else cs)
+        z2 = r * (cs if swap else sn)
+        out[off + p] = f32_from_bits(bits_from_f32(z1) ^ ((w << _U32_8) & _BIT31))
+        out[off + PAIRS_PER_BLOCK + p] = f32_from_bits(bits_from_f32(z2) ^ ((w << _U32_7) & _BIT31))
+
+
+@inline_kernel
+def fill_normal(out: np.ndarray, n: int, stream: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """``out[:n]`` = the next ``n`` standard normals of ``stream`` (from :func:`normal_stream`).
+
+    Draws whole blocks: the unused tail of the last block is discarded, so a fill of ``n`` values
+    always consumes ``ceil(n / NORMALS_PER_BLOCK)`` blocks. Call it from a ``vector_kernel``.
+    """
+    lanes, lo, hi, spare = stream
     i = 0
-    while i + 1 < n:
-        u = next_u64(s)
-        out[i] = _normal_from_bits(np.int64(u & _MASK32), s)
-        out[i + 1] = _normal_from_bits(np.int64(u >> _S32), s)
-        i += 2
+    while i + NORMALS_PER_BLOCK <= n:
+        _next_bits(lanes, lo, hi)
+        _box_muller(lo, hi, out, i)
+        i += NORMALS_PER_BLOCK
     if i < n:
-        out[i] = next_normal(s)
+        _next_bits(lanes, lo, hi)
+        _box_muller(lo, hi, spare, 0)
+        for j in range(n - i):
+            out[i + j] = spare[j]
 
 
-@parallel_kernel
+@parallel_vector_kernel
 def _fill_normal(out: np.ndarray, seed: np.uint64, chunk: int) -> None:
     n = out.shape[0]
     n_chunks = (n + chunk - 1) // chunk
     for c in prange(n_chunks):
-        state = np.empty(4, dtype=np.uint64)
-        seed_state(state, seed, np.uint64(c))
+        stream = normal_stream(seed, np.uint64(c))
         lo = c * chunk
-        fill_normal(out[lo:], min(n, lo + chunk) - lo, state)
+        fill_normal(out[lo:], min(n, lo + chunk) - lo, stream)
 
 
 @parallel_kernel

@@ -40,6 +40,8 @@ _NOISE_CHUNK = 8
 """Samples per random stream in the epilogue; fixed so results do not depend on the thread count."""
 _MATRIX_CHUNK = 16
 """Rows per random stream when a weight-noise matrix is drawn (per-batch read noise)."""
+_PARALLEL_MIN_ELEMENTS = 1 << 15
+"""Below this many elements a kernel runs on the calling thread: waking the worker threads costs more."""
 _READ_STATE_CACHE = 8
 """How many (time, temperature, dtype) read states a programmed matrix keeps."""
 
@@ -586,9 +588,9 @@ class ProgrammedMatrix:
         per_sample_var = state.variance_siemens2 is not None and cfg.read_noise_sampling is ReadNoiseSampling.PER_SAMPLE
         v = np.empty((n_batch, self.in_features), dtype=dt)
         v2 = np.empty((n_batch, self.in_features) if per_sample_var else (0, 0), dtype=dt)
-        scale = np.empty(n_batch, dtype=np.float64)
-        _kernels.dac(x, per_sample, cfg.dac.input_max, stages.dac and not per_sample, n_levels,
-                     cfg.tile.read_voltage_volt, v, v2, scale)
+        scale = np.empty(n_batch, dtype=dt)
+        dac = _kernels.dac if x.size >= _PARALLEL_MIN_ELEMENTS else _kernels.dac_serial
+        dac(x, per_sample, cfg.dac.input_max, stages.dac and not per_sample, n_levels, cfg.tile.read_voltage_volt, v, v2, scale)
 
         # Stages 4 and 6: read noise and the array currents (one GEMM per tile row and channel).
         matrices = state.signal_siemens
@@ -618,13 +620,14 @@ class ProgrammedMatrix:
         act = cfg.activation
         corr = act.correlated_std_rel if stages.activation_noise else 0.0
         unc = act.uncorrelated_std_rel if stages.activation_noise else 0.0
-        bias = self.bias if self.bias is not None else np.zeros(self.out_features)
+        bias = self.bias.astype(dt) if self.bias is not None else np.zeros(self.out_features, dtype=dt)
         noise = noise or {}
         y = np.empty((n_batch, self.out_features), dtype=dt)
-        _kernels.epilogue(
+        epilogue = _kernels.epilogue if partial.size >= _PARALLEL_MIN_ELEMENTS else _kernels.epilogue_serial
+        epilogue(
             partial,
             partial_var,
-            state.gain,
+            state.gain.astype(dt, copy=False),
             scale,
             state.full_scale_amp,
             adc_levels,
@@ -653,5 +656,6 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 def _noisy_matrix(mat: np.ndarray, var: np.ndarray, seed: np.uint64) -> np.ndarray:
     """One weight-noise draw ``mat + sqrt(var) z`` for per-batch read noise."""
     out = np.empty_like(mat)
-    _kernels.add_scaled_noise(mat, np.sqrt(var), seed, _MATRIX_CHUNK, out)
+    kernel = _kernels.add_scaled_noise if mat.size >= _PARALLEL_MIN_ELEMENTS else _kernels.add_scaled_noise_serial
+    kernel(mat, var, seed, _MATRIX_CHUNK, out)
     return out

@@ -104,3 +104,72 @@ def mvm(
             noise = corr * z_corr[b] + unc * z_unc[b, i]
             y[b, i] = u * (1 + noise) if act.kind.value == "multiplicative" else u + noise
     return y
+
+
+# ----------------------------------------------------------------------------- random streams
+_M64 = (1 << 64) - 1
+
+
+def splitmix64(z: int) -> int:
+    """One splitmix64 finalization of a 64-bit integer (Python ints, masked to 64 bits)."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def xoshiro_seed(seed: int, stream: int) -> list[int]:
+    """The 4-word xoshiro256++ state of sub-stream ``stream`` of ``seed`` (splitmix64 expansion)."""
+    golden = 0x9E3779B97F4A7C15
+    z = seed ^ splitmix64((stream * golden + 1) & _M64)
+    state = []
+    for _ in range(4):
+        z = (z + golden) & _M64
+        state.append(splitmix64(z))
+    return state
+
+
+def xoshiro_next(s: list[int]) -> int:
+    """xoshiro256++ (Blackman and Vigna): the next 64-bit output; advances ``s`` in place."""
+    rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & _M64  # noqa: E731
+    result = (rotl((s[0] + s[3]) & _M64, 23) + s[0]) & _M64
+    t = (s[1] << 17) & _M64
+    s[2] ^= s[0]
+    s[3] ^= s[1]
+    s[1] ^= s[2]
+    s[0] ^= s[3]
+    s[2] ^= t
+    s[3] = rotl(s[3], 45)
+    return result
+
+
+def normal_stream_words(seed: int, stream: int, n_blocks: int, n_lanes: int, pairs_per_block: int) -> list[int]:
+    """The 64-bit words a normal stream turns into normals, block after block: word ``k * n_lanes + l``
+    of a block is output ``k`` of lane ``l``, lane ``l`` being sub-stream ``stream * n_lanes + l``."""
+    lanes = [xoshiro_seed(seed, stream * n_lanes + lane) for lane in range(n_lanes)]
+    words = []
+    for _ in range(n_blocks):
+        block = [0] * pairs_per_block
+        for k in range(pairs_per_block // n_lanes):
+            for lane in range(n_lanes):
+                block[k * n_lanes + lane] = xoshiro_next(lanes[lane])
+        words.extend(block)
+    return words
+
+
+def box_muller_block(words: list[int]) -> np.ndarray:
+    """Normals of one block in float64, exactly as documented in ``crossbar._rng._box_muller``:
+    ``u = (hi | 1) 2^-32``, ``r = sqrt(-2 ln u)``, ``t = (j + 1/2) (pi/2) 2^-22 - pi/4`` from the low
+    22 bits, then bit 22 swaps the pair and bits 23, 24 flip the signs. First all cosines, then all sines."""
+    n = len(words)
+    out = np.empty(2 * n)
+    for p, w in enumerate(words):
+        lo, hi = w & 0xFFFFFFFF, w >> 32
+        u = (hi | 1) * 2.0**-32
+        r = math.sqrt(-2.0 * math.log(u))
+        t = ((lo & 0x3FFFFF) + 0.5) * (math.pi / 2) * 2.0**-22 - math.pi / 4
+        a, b = r * math.cos(t), r * math.sin(t)
+        if lo >> 22 & 1:
+            a, b = b, a
+        out[p] = -a if lo >> 23 & 1 else a
+        out[n + p] = -b if lo >> 24 & 1 else b
+    return out
