@@ -7,6 +7,16 @@ The public API: load a :class:`DeviceProfile`, configure a :class:`Chip`, progra
 """
 
 from crossbar._version import __version__
+from crossbar.characterization import (
+    Characterization,
+    CharacterizationProtocol,
+    InputDistribution,
+    InputSet,
+    MatrixKind,
+    characterize,
+    probe_matrix,
+)
+from crossbar.characterization_io import read_characterization, write_characterization
 from crossbar.chip import Chip, ProgrammedMatrix, ReadState
 from crossbar.config import (
     ADCConfig,
@@ -23,6 +33,7 @@ from crossbar.config import (
     Stages,
     TileConfig,
 )
+from crossbar.fitting import PiHW, SurrogateParams
 from crossbar.profiles import DeviceProfile, ProfileError, list_profiles, load_profile
 from crossbar.tiling import TileGrid
 
@@ -30,23 +41,34 @@ __all__ = [
     "ADCConfig",
     "Activation",
     "ActivationConfig",
+    "Characterization",
+    "CharacterizationProtocol",
     "Chip",
     "ChipConfig",
     "CircuitConfig",
     "DACConfig",
     "DeviceProfile",
     "DifferentialReadout",
+    "InputDistribution",
     "InputRange",
+    "InputSet",
+    "MatrixKind",
     "NoiseKind",
+    "PiHW",
     "ProfileError",
     "ProgrammedMatrix",
     "ReadNoiseSampling",
     "ReadState",
     "ScaleMode",
     "Stages",
+    "SurrogateParams",
     "TileConfig",
     "TileGrid",
     "__version__",
+    "characterize",
     "list_profiles",
     "load_profile",
+    "probe_matrix",
+    "read_characterization",
+    "write_characterization",
 ]
