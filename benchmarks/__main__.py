@@ -24,6 +24,7 @@ MODULES = [
     "benchmarks.bench_bridge",
     "benchmarks.bench_training",
     "benchmarks.bench_irdrop",
+    "benchmarks.bench_characterization",
 ]
 """Benchmark modules, run in this order. Each exposes ``run(quick: bool) -> list[Record]``."""
 

@@ -1,0 +1,186 @@
+"""Speed and memory of the noise characterization, and speed of the differentiable surrogate.
+
+Records (profile ``pcm``, default stages, one 512 x 512 tile; Gaussian weights; the default input sets;
+4 reads per vector; no drift or temperature sweep):
+
+``characterize_512_1e5_time`` (full) / ``characterize_512_1e4_time`` (quick)
+    Wall time of ``characterize`` for 1e5 (1e4) input vectors, in a fresh process, against the chip's
+    own reads of the same vectors (``n_repeats`` MVMs per vector, the same batches): the ratio is the
+    cost of the online statistics and fits on top of the measurement. No target.
+``characterize_512_1e5_peak_rss`` / ``characterize_512_1e4_peak_rss``
+    Peak resident memory of that process (``resource.getrusage``, bytes), with the RSS before the
+    characterization and the size of the raw reads (what keeping them all would take) in ``params``.
+``characterize_512_1e5_traced_peak`` / ``characterize_512_1e4_traced_peak``
+    Peak of the memory allocated during ``characterize`` (``tracemalloc``, NumPy arrays included), bytes.
+``characterize_512_memory_growth``
+    Traced peak at the large count over the traced peak at a count 5 to 10 times smaller: bounded
+    memory means about 1. Target <= 1.1.
+``surrogate_linear_forward_512x512_b1024`` and ``surrogate_linear_forward_1024x1024_b1024`` (full)
+    Inference forward (``torch.no_grad``) of a ``SurrogateLinear`` with every noise term of the PCM
+    design values (static, per-read, output noise; 8-bit DAC and ADC; per-batch read-noise sampling) vs
+    ``nn.Linear`` of the same shape, float32, CPU. Target (issue 5): ratio <= 1.5.
+``surrogate_linear_forward_512x512_b1024_per_sample``
+    The same with exact per-vector read noise (one more GEMM). No target.
+``surrogate_linear_fwd_bwd_512x512_b1024``
+    Forward + backward of a sum loss vs the same for ``nn.Linear``. No target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks._harness import Record, speed_record
+
+PROFILE = "pcm"
+SIZE = 512
+N_REPEATS = 4
+BATCH = 1024
+TARGET_SURROGATE_RATIO = 1.5
+TARGET_MEMORY_GROWTH = 1.1
+_BASELINE_MAX_VECTORS = 8192
+"""The chip-reads baseline is timed on at most this many vectors and scaled (it is linear in the count)."""
+
+
+def _child(n_inputs: int) -> dict:
+    """Run in a fresh process: characterize once, report time, memory and the reads-only baseline."""
+    import resource
+    import time
+    import tracemalloc
+
+    import numpy as np
+
+    from crossbar import Chip, ChipConfig, TileConfig
+    from crossbar.characterization import CharacterizationProtocol, _input_chunks, characterize
+
+    chip = Chip(PROFILE, ChipConfig(tile=TileConfig(rows=SIZE, cols=SIZE)), seed=0)
+    w = np.random.default_rng(0).standard_normal((SIZE, SIZE))
+    protocol = CharacterizationProtocol(n_inputs=n_inputs, n_repeats=N_REPEATS, times_sec=(), temperatures_kelvin=())
+    warm = CharacterizationProtocol(n_inputs=2 * SIZE, n_repeats=2, times_sec=(), temperatures_kelvin=())
+    characterize(chip, {"w": w}, protocol=warm)  # JIT caches, imports
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    characterize(chip, {"w": w}, protocol=protocol)
+    elapsed = time.perf_counter() - t0
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    m = chip.program(w)
+    n_base = min(n_inputs, _BASELINE_MAX_VECTORS)
+    t0 = time.perf_counter()
+    for x in _input_chunks(protocol, SIZE, n_base, (0, 0)):
+        for _ in range(N_REPEATS):
+            m.matvec(x)
+    reads = (time.perf_counter() - t0) * n_inputs / n_base
+    return {"time": elapsed, "reads": reads, "rss_before": rss_before, "rss_peak": rss_peak, "traced_peak": traced_peak,
+            "baseline_vectors_timed": n_base}
+
+
+def _in_fresh_process(n_inputs: int) -> dict:
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_characterization", "--child", str(n_inputs)],
+        cwd=root, env=env, capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _characterization_records(quick: bool) -> list[Record]:
+    n_large, n_small, tag = (10_000, 2_048, "1e4") if quick else (100_000, 10_000, "1e5")
+    big = _in_fresh_process(n_large)
+    small = _in_fresh_process(n_small)
+    params = {
+        "profile": PROFILE,
+        "tile": [SIZE, SIZE],
+        "matrix": [SIZE, SIZE],
+        "n_inputs": n_large,
+        "n_repeats": N_REPEATS,
+        "chunk_size": 1024,
+        "sweeps": "none",
+        "raw_reads_bytes_if_kept": n_large * N_REPEATS * SIZE * 8,
+        "timed_with": "tracemalloc on",
+    }
+    name = f"characterize_{SIZE}_{tag}"
+    return [
+        Record(name=f"{name}_time", value=big["time"], unit="s", baseline=f"the chip's {N_REPEATS} reads of every vector (matvec only)",
+               baseline_value=big["reads"], ratio=big["time"] / big["reads"],
+               params={**params, "baseline_vectors_timed": big["baseline_vectors_timed"]}),
+        Record(name=f"{name}_peak_rss", value=float(big["rss_peak"]), unit="bytes",
+               params={**params, "rss_before_characterize_bytes": big["rss_before"], "measured_in": "a fresh process"}),
+        Record(name=f"{name}_traced_peak", value=float(big["traced_peak"]), unit="bytes", params=params),
+        Record(name=f"characterize_{SIZE}_memory_growth", value=big["traced_peak"] / small["traced_peak"], unit="ratio",
+               baseline=f"traced peak at n_inputs = {n_small}", baseline_value=float(small["traced_peak"]),
+               ratio=big["traced_peak"] / small["traced_peak"], target=TARGET_MEMORY_GROWTH,
+               meets_target=bool(big["traced_peak"] / small["traced_peak"] <= TARGET_MEMORY_GROWTH),
+               params={**params, "n_inputs_small": n_small}),
+    ]
+
+
+def _surrogate_records(quick: bool) -> list[Record]:
+    import torch
+    from torch import nn
+
+    from crossbar import ChipConfig, ReadNoiseSampling, TileConfig, load_profile
+    from crossbar.fitting import SurrogateParams
+    from crossbar.nn import SurrogateLinear
+
+    repeats = 3 if quick else 7
+    records = []
+    shapes = [(512, 512)] if quick else [(512, 512), (1024, 1024)]
+    for n_out, n_in in shapes:
+        torch.manual_seed(0)
+        params = SurrogateParams.nominal(load_profile(PROFILE), ChipConfig(tile=TileConfig(rows=n_in, cols=n_out)))
+        lin = nn.Linear(n_in, n_out)
+        x = torch.randn(BATCH, n_in)
+        info = {"shape": [n_out, n_in], "batch": BATCH, "dtype": "float32", "device": "cpu", "params": "pcm design values",
+                "torch_threads": torch.get_num_threads()}
+        modes = [(ReadNoiseSampling.PER_BATCH, "")]
+        if (n_out, n_in) == (512, 512):
+            modes.append((ReadNoiseSampling.PER_SAMPLE, "_per_sample"))
+        for mode, suffix in modes:
+            sur = SurrogateLinear.from_linear(lin, params=params, read_noise_sampling=mode)
+
+            def fwd(m: nn.Module = sur) -> None:
+                with torch.no_grad():
+                    m(x)
+
+            def base() -> None:
+                with torch.no_grad():
+                    lin(x)
+
+            records.append(speed_record(
+                f"surrogate_linear_forward_{n_out}x{n_in}_b{BATCH}{suffix}", fwd, f"nn.Linear({n_in}, {n_out}) forward", base,
+                target=TARGET_SURROGATE_RATIO if not suffix else None, repeats=repeats,
+                params={**info, "read_noise_sampling": mode.value},
+            ))
+        if (n_out, n_in) == (512, 512):
+            sur = SurrogateLinear.from_linear(lin, params=params)
+            xg = x.clone().requires_grad_(True)
+
+            def step(m: nn.Module) -> None:
+                m.zero_grad(set_to_none=True)
+                m(xg).sum().backward()
+
+            records.append(speed_record(
+                f"surrogate_linear_fwd_bwd_{n_out}x{n_in}_b{BATCH}", lambda: step(sur), "nn.Linear forward + backward",
+                lambda: step(lin), target=None, repeats=repeats, params={**info, "read_noise_sampling": "per_batch"},
+            ))
+    return records
+
+
+def run(quick: bool) -> list[Record]:
+    return _characterization_records(quick) + _surrogate_records(quick)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="child process of the characterization benchmark")
+    parser.add_argument("--child", type=int, required=True, metavar="N_INPUTS")
+    print(json.dumps(_child(parser.parse_args().child)))
