@@ -28,7 +28,8 @@ What is estimated (units: :mod:`crossbar.fitting`, "Normalized units")
 
   fitted by weighted least squares with weights ``1 / v_pilot^2`` (iteratively reweighted on the first
   chunk, then fixed, so the stream needs one pass); the ADC's quantization variance step^2/12 is taken
-  off sigma_out^2 (Sheppard's correction; the surrogate quantizes by itself).
+  off sigma_out^2 (Sheppard's correction; the surrogate quantizes by itself). With digital differential
+  readout (two ADC reads per tile partial) the surrogate's one read-out carries the noise of both.
 * Correlated noise: for i != k the deviations from the mean over reads have
   ``E[sum_reads d_i d_k] = (R - 1) s_c^2``, estimated from ``(sum_i d_i)^2 - sum_i d_i^2``.
 * Static errors per device: least squares of the read-averaged, input-normalized outputs on the
@@ -47,8 +48,10 @@ Standard errors of the read-noise coefficients come from batch means: the vector
 This is robust to non-Gaussian reads (ADC steps) and to correlations between the outputs of a vector.
 
 Limits: the activation must be the identity and activation noise additive; stuck-at faults are not
-modelled separately (they show up as the outlier fraction of static errors); multiplicative activation
-noise and IR drop are not in the fitted model.
+modelled separately (they show up as the outlier fraction of static errors); IR drop is systematic
+(position-dependent) but is seen, like every deterministic per-device error, as static error with a
+variance by |w~|; digital differential readout is approximated in the surrogate by one read-out per tile
+partial carrying the noise of both reads.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ _OUTLIER_SIGMAS = 6.0
 """A static error beyond this many standard deviations of the fitted model counts as an outlier."""
 _KS_MAX_SAMPLES = 200_000
 """Largest sample of a Gaussianity check (a deterministic subsample beyond)."""
-_PILOT_SAMPLES = 20_000
+_PILOT_SAMPLES = 4096
 """(vector, output) samples of the first chunk used by the pilot fit that sets the regression weights."""
 
 
@@ -879,7 +882,7 @@ def characterize(
     stats: list[_MatrixStats] = []
     sweeps: list[tuple[list[_SweepStats], list[_SweepStats]]] = []
     try:
-        for m_idx, (name, w) in enumerate(named):
+        for m_idx, (_name, w) in enumerate(named):
             probe = _Probe(chip.program(w), design, n_channels)
             st = _MatrixStats(probe, protocol)
             for c_idx, x in enumerate(_input_chunks(protocol, probe.n_in, protocol.n_inputs, (m_idx, 0))):
@@ -975,7 +978,7 @@ def _fit(
     # outliers and Gaussianity of the static errors
     rng = np.random.default_rng([protocol.seed, 0x6B73])
     z_all, n_out_total, n_dev = [], 0, 0
-    for gain, _, _, _, dw, v_est, u in per_matrix_static:
+    for _, _, _, _, dw, v_est, u in per_matrix_static:
         var = np.maximum(c[0] + c[1] * u + c[2] * u * u, 0.0) + v_est
         z = dw / np.sqrt(np.maximum(var, 1e-300))
         n_out_total += int(np.sum(np.abs(z) > _OUTLIER_SIGMAS))
@@ -992,7 +995,7 @@ def _fit(
     yi_tot = ii_tot = 0.0
     dyn_z = []
     w_real_rel = []
-    for (name, w), st, (per_time, per_temp), (gain, w_eff_t, resid, inv_diag, dw, v_est, u) in zip(
+    for (name, _w), st, (per_time, per_temp), (gain, w_eff_t, resid, inv_diag, dw, v_est, _u) in zip(
         named, stats, sweeps, per_matrix_static
     ):
         probe = st.probe
@@ -1085,8 +1088,10 @@ def _fit(
     )
 
     # ---- the surrogate's parameters at the operating point
+    # theta[0] is per ADC read, quantization included; the surrogate reads each tile partial once (the
+    # difference of the two reads for digital readout) and quantizes it itself: take one step^2/12 off.
     step = design.adc_step_rel
-    out_var = theta[0] - (step * step / 12.0 if step is not None else 0.0)
+    out_var = n_channels * theta[0] - (step * step / 12.0 if step is not None else 0.0)
     corr = max(corr_var, 0.0) if math.isfinite(corr_var) else 0.0
     params = design.replace(
         gain_rel=max(yi_tot / ii_tot, 0.0),

@@ -126,6 +126,18 @@ def test_read_noise_alpha_offset_and_output_noise_are_recovered() -> None:
     assert p.read_noise_alpha_rel == pytest.approx(ALPHA / g_range, rel=0.2)
 
 
+def test_digital_readout_counts_the_noise_of_both_reads() -> None:
+    """Digital differential readout digitizes G+ and G- separately: two output-noise draws per tile partial."""
+    from crossbar import DifferentialReadout
+
+    cfg = ChipConfig(tile=TileConfig(rows=64, cols=32, differential=DifferentialReadout.DIGITAL),
+                     adc=ADCConfig(bits=None, output_noise_std_rel=0.05), dac=DACConfig(bits=8), stages=Stages.only("dac", "output_noise"))
+    char = characterize(Chip(known_profile(), cfg, seed=8), protocol=CharacterizationProtocol(n_inputs=1024, seed=8, **NO_SWEEPS))
+    rn = char.read_noise
+    _within(rn["output_var_rel"], 0.05**2, rn.std_error("output_var_rel"), "sigma_out^2 per read", max_rel_se=0.02)
+    assert char.surrogate_params.output_noise_std_rel == pytest.approx(0.05 * math.sqrt(2), rel=0.02)
+
+
 def test_correlated_and_uncorrelated_activation_noise_are_separated() -> None:
     """Activation noise in output units: one draw per vector shared by every output, one per output."""
     cfg = ChipConfig(tile=SMALL, adc=ADCConfig(bits=None, output_noise_std_rel=0.05), dac=DACConfig(bits=8),
