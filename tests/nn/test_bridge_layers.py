@@ -73,7 +73,7 @@ F64 = torch.float64
 def test_gradcheck_functional_linear_all_stages_off() -> None:
     g = torch.Generator().manual_seed(0)
     chip = ideal_chip()
-    x = torch.randn(3, 2, 20, dtype=F64, generator=g, requires_grad=True)
+    x = torch.randn(2, 1, 20, dtype=F64, generator=g, requires_grad=True)  # 20 x 9: 2 x 2 tiles of 16 x 8
     w = torch.randn(9, 20, dtype=F64, generator=g, requires_grad=True)
     b = torch.randn(9, dtype=F64, generator=g, requires_grad=True)
 
@@ -136,7 +136,7 @@ def test_gradcheck_conv2d_module_all_stages_off(kwargs: dict) -> None:
     """
     torch.manual_seed(1)
     layer = AnalogConv2d(2, 3, (3, 2), chip=ideal_chip(), dtype=F64, **kwargs)
-    x = torch.randn(2, 2, 6, 5, dtype=F64, requires_grad=True)
+    x = torch.randn(1, 2, 5, 5, dtype=F64, requires_grad=True)
     w = layer.weight.detach().clone().requires_grad_(True)
     b = layer.bias.detach().clone().requires_grad_(True)
 
