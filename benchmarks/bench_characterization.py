@@ -13,7 +13,7 @@ Records (profile ``pcm``, default stages, one 512 x 512 tile; Gaussian weights; 
 ``characterize_512_1e5_traced_peak`` / ``characterize_512_1e4_traced_peak``
     Peak of the memory allocated during ``characterize`` (``tracemalloc``, NumPy arrays included), bytes.
 ``characterize_512_memory_growth``
-    Traced peak at the large count over the traced peak at a count 5 to 10 times smaller (2048 in quick
+    Traced peak at the large count over the traced peak at a count 10 times smaller (1024 in quick
     mode, 1e4 in full), in the same process: bounded memory means about 1. Target <= 1.1.
 ``surrogate_linear_forward_512x512_b1024`` and ``surrogate_linear_forward_1024x1024_b1024`` (full)
     Inference forward (``torch.no_grad``) of a ``SurrogateLinear`` with every noise term of the PCM
@@ -45,7 +45,7 @@ N_REPEATS = 4
 BATCH = 1024
 TARGET_SURROGATE_RATIO = 1.5
 TARGET_MEMORY_GROWTH = 1.1
-_BASELINE_MAX_VECTORS = 8192
+_BASELINE_MAX_VECTORS = 4096
 """The chip-reads baseline is timed on at most this many vectors and scaled (it is linear in the count)."""
 
 
@@ -102,7 +102,7 @@ def _in_fresh_process(n_small: int, n_large: int) -> dict:
 
 
 def _characterization_records(quick: bool) -> list[Record]:
-    n_large, n_small, tag = (10_000, 2_048, "1e4") if quick else (100_000, 10_000, "1e5")
+    n_large, n_small, tag = (10_000, 1_024, "1e4") if quick else (100_000, 10_000, "1e5")
     big = _in_fresh_process(n_small, n_large)
     params = {
         "profile": PROFILE,

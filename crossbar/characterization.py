@@ -44,7 +44,8 @@ What is estimated (units: :mod:`crossbar.fitting`, "Normalized units")
   error; ``pi_hw``: level occupancy of the realized normalized weights ``W_eff / s_w``.
 
 Standard errors of the read-noise coefficients come from batch means: the vectors are split into
-``n_groups`` groups by index, each group is fitted on its own, and ``SE = std(theta_g) / sqrt(G)``.
+``n_groups`` blocks of consecutive vectors (each mixing every input set), each block is fitted on its
+own, and ``SE = std(theta_g) / sqrt(G)``.
 This is robust to non-Gaussian reads (ADC steps) and to correlations between the outputs of a vector.
 
 Limits: the activation must be the identity and activation noise additive; stuck-at faults are not
@@ -308,6 +309,11 @@ class CharacterizationProtocol:
         _check_real(self, "pi_hw_pseudo_count", 0.0, 1e9)
         _check_int(self, "raw_vectors", 0)
         _check_int(self, "n_groups", 2, 1 << 16)
+        if self.n_inputs < 2 * self.n_groups:
+            raise ValueError(
+                f"CharacterizationProtocol.n_inputs = {self.n_inputs} must be >= 2 n_groups = {2 * self.n_groups} "
+                "(every group of the standard errors needs vectors)"
+            )
         _check_int(self, "seed", 0, (1 << 63) - 1)
 
     def to_dict(self) -> dict[str, Any]:

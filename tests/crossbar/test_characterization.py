@@ -353,8 +353,9 @@ def test_fixed_input_range_and_saturation_are_handled() -> None:
         ({"input_sets": ()}, "input_sets"),
         ({"pi_hw_bits": 1}, "pi_hw_bits"),
         ({"temperature_kelvin": -3.0}, "temperature_kelvin"),
+        ({"n_inputs": 20, "n_groups": 16}, "n_groups"),
     ],
-    ids=["one-read", "no-inputs", "times-order", "no-input-sets", "pi-bits", "temperature"],
+    ids=["one-read", "no-inputs", "times-order", "no-input-sets", "pi-bits", "temperature", "groups"],
 )
 def test_bad_protocols_are_rejected(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
