@@ -405,18 +405,6 @@ class MatrixCharacterization:
     temperature_sweep: SweepTable | None = None
     """The temperature sweep of this matrix."""
 
-    @property
-    def static_estimate_var_rel(self) -> np.ndarray:
-        """Variance of each device's static-error estimate (out, in), normalized weight units^2."""
-        s_w2 = _per_input(self.weight_scale, self.weights.shape[1], _tile_rows_of(self)) ** 2
-        return self.static_residual_var[:, None] * self.static_inverse_gram_diag[None, :] / s_w2
-
-
-def _tile_rows_of(m: MatrixCharacterization) -> int:
-    n_in = m.weights.shape[1]
-    n_rt = m.weight_scale.shape[0]
-    return -(-n_in // n_rt) if n_rt > 1 else n_in
-
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Characterization:
@@ -472,6 +460,13 @@ class Characterization:
     surrogate_params: SurrogateParams
     """The parameters of the differentiable surrogate at the operating point."""
 
+    def static_estimate_var_rel(self, name: str) -> np.ndarray:
+        """Variance of each device's static-error estimate of matrix ``name`` (out, in), normalized units^2
+        (the residual variance per output times ``[(X~^T X~)^-1]_jj``, over s_w^2)."""
+        m = self.matrix(name)
+        s_w = _per_input(m.weight_scale, m.weights.shape[1], self.config.tile.rows)
+        return m.static_residual_var[:, None] * m.static_inverse_gram_diag[None, :] / s_w**2
+
     def matrix(self, name: str) -> MatrixCharacterization:
         """The measurements of the matrix called ``name``."""
         for m in self.matrices:
@@ -505,6 +500,14 @@ class Characterization:
 # --------------------------------------------------------------------------------------------------
 
 
+def _input_scale(x: np.ndarray, design: SurrogateParams) -> np.ndarray:
+    """s_x per vector: max |x_j| (1 for a zero vector) or the fixed DAC range (``crossbar._kernels.dac``)."""
+    if design.input_range is InputRange.PER_SAMPLE_ABSMAX:
+        peak = np.max(np.abs(x), axis=1)
+        return np.where(peak > 0, peak, 1.0)
+    return np.full(x.shape[0], design.input_max)
+
+
 def _per_input(weight_scale: np.ndarray, n_in: int, tile_rows: int) -> np.ndarray:
     """s_w expanded to (out, in): entry (i, j) is the scale of the tile row holding input j."""
     return np.repeat(weight_scale, tile_rows, axis=0)[:n_in].T
@@ -529,15 +532,10 @@ class _Probe:
     def dac(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalized, quantized inputs x~ and the input scale s_x per vector (the chip's DAC)."""
         d = self.design
-        if d.input_range is InputRange.PER_SAMPLE_ABSMAX:
-            peak = np.max(np.abs(x), axis=1)
-            s_x = np.where(peak > 0, peak, 1.0)
-            xn = x / s_x[:, None]
-        else:
-            s_x = np.full(x.shape[0], d.input_max)
-            xn = x / d.input_max
-            if d.clip_inputs:
-                xn = np.clip(xn, -1.0, 1.0)
+        s_x = _input_scale(x, d)
+        xn = x / s_x[:, None]
+        if d.input_range is InputRange.FIXED and d.clip_inputs:
+            xn = np.clip(xn, -1.0, 1.0)
         if d.dac_bits is not None:
             n = (1 << (d.dac_bits - 1)) - 1
             xn = np.rint(xn * n) / n
@@ -1180,11 +1178,7 @@ def normalized_errors(
     x = np.asarray(inputs, dtype=np.float64)
     y = np.asarray(outputs, dtype=np.float64)
     s_w = weight_scales(w, tile_rows=design.tile_rows, tile_cols=design.tile_cols, scale_mode=design.scale_mode)
-    if design.input_range is InputRange.PER_SAMPLE_ABSMAX:
-        peak = np.max(np.abs(x), axis=1)
-        s_x = np.where(peak > 0, peak, 1.0)
-    else:
-        s_x = np.full(x.shape[0], design.input_max)
+    s_x = _input_scale(x, design)
     norm = np.sqrt(n_channels * (s_x**2)[:, None] * np.sum(s_w**2, axis=0)[None, :])
     ideal = x @ w.T
     return np.broadcast_to(np.abs(ideal) / norm, y.shape), (y - ideal) / norm

@@ -318,6 +318,19 @@ def test_probe_matrices_have_their_structure() -> None:
     np.testing.assert_array_equal(probe_matrix("gaussian", (3, 4), seed=2), probe_matrix("gaussian", (3, 4), seed=2))
 
 
+def test_static_estimate_variance_is_the_one_the_fit_subtracted() -> None:
+    """Ragged tiles (20 inputs on 8-row tiles): the per-device estimate variance the file lets one rebuild
+    is the one taken off in the static bins (sum over devices of dw~^2 - v_est)."""
+    cfg = ChipConfig(tile=TileConfig(rows=8, cols=4))
+    char = characterize(Chip(known_profile(), cfg, seed=1), {"w": probe_matrix("gaussian", (6, 20))},
+                        protocol=CharacterizationProtocol(n_inputs=200, **NO_SWEEPS))
+    m = char.matrix("w")
+    v = char.static_estimate_var_rel("w")
+    assert v.shape == (6, 20) and np.all(v > 0)
+    total = np.sum(m.static_error_rel.astype(np.float64) ** 2 - v)
+    assert total == pytest.approx(np.sum(char.static_bin_var_rel * char.static_bin_count), rel=1e-5)
+
+
 def test_same_seed_gives_the_same_characterization() -> None:
     cfg = ChipConfig(tile=TileConfig(rows=16, cols=8))
     protocol = CharacterizationProtocol(n_inputs=128, n_sweep_inputs=32, times_sec=(10.0, 100.0), temperatures_kelvin=(300.0, 320.0))
