@@ -655,6 +655,8 @@ class _MatrixStats:
         self.sum_yi = 0.0
         self.sum_ii = 0.0
         self.sum_yy = 0.0
+        self.sum_s2_gain = 0.0
+        self.n_gain = 0
         self.sum_e2 = 0.0
         self.sum_s2 = 0.0
         self.n = 0
@@ -723,9 +725,14 @@ class _MatrixStats:
         y_n = ybar * inv
         e0 = (ys[0] - ideal) * inv
         s2_n = s2 / norm2
-        self.sum_yi += float(np.vdot(y_n, i_n))
-        self.sum_ii += float(np.vdot(i_n, i_n))
-        self.sum_yy += float(np.vdot(y_n, y_n))
+        # The gain and the static error are fitted on unsaturated outputs only: a clipped output is the
+        # ADC's doing (which the surrogate models itself), not a smaller conductance.
+        y_k, i_k = y_n[keep], i_n[keep]
+        self.sum_yi += float(np.dot(y_k, i_k))
+        self.sum_ii += float(np.dot(i_k, i_k))
+        self.sum_yy += float(np.dot(y_k, y_k))
+        self.sum_s2_gain += float(s2_n[keep].sum())
+        self.n_gain += int(y_k.size)
         self.sum_e2 += float(np.vdot(e0, e0))
         self.sum_s2 += float(s2_n.sum())
         self.n += e0.size
@@ -750,18 +757,23 @@ class _SweepStats:
     """Accumulators of one matrix at one sweep point."""
 
     def __init__(self) -> None:
-        self.sum_yi = self.sum_ii = self.sum_yy = self.sum_e2 = self.sum_s2 = 0.0
-        self.n = 0
+        self.sum_yi = self.sum_ii = self.sum_yy = self.sum_e2 = self.sum_s2 = self.sum_s2_gain = 0.0
+        self.n = self.n_gain = 0
 
     def add(self, probe: _Probe, x: np.ndarray, ys: np.ndarray) -> None:
-        inv = 1.0 / np.sqrt(probe.norm2(probe.dac(x)[1]))
+        f, saturated, _, _ = probe.features(x)
+        inv = 1.0 / np.sqrt(f[0])  # f[0] is norm^2 (Probe.norm2)
+        keep = ~saturated
         ideal = x @ probe.w.T
         ybar = ys.mean(axis=0)
         s2_n = ys.var(axis=0, ddof=1) * inv * inv
         i_n, y_n, e0 = ideal * inv, ybar * inv, (ys[0] - ideal) * inv
-        self.sum_yi += float(np.sum(y_n * i_n))
-        self.sum_ii += float(np.sum(i_n * i_n))
-        self.sum_yy += float(np.sum(y_n * y_n))
+        # gain and static error on unsaturated outputs (as at the operating point); total error on all
+        self.sum_yi += float(np.sum(y_n[keep] * i_n[keep]))
+        self.sum_ii += float(np.sum(i_n[keep] ** 2))
+        self.sum_yy += float(np.sum(y_n[keep] ** 2))
+        self.sum_s2_gain += float(np.sum(s2_n[keep]))
+        self.n_gain += int(keep.sum())
         self.sum_e2 += float(np.sum(e0 * e0))
         self.sum_s2 += float(np.sum(s2_n))
         self.n += e0.size
@@ -770,7 +782,8 @@ class _SweepStats:
         g = self.sum_yi / self.sum_ii if self.sum_ii > 0 else math.nan
         rms_total = math.sqrt(self.sum_e2 / self.n)
         rms_dyn = math.sqrt(self.sum_s2 / self.n)
-        static = (self.sum_yy - 2 * g * self.sum_yi + g * g * self.sum_ii) / self.n - self.sum_s2 / self.n / n_repeats
+        n_gain = max(self.n_gain, 1)
+        static = (self.sum_yy - 2 * g * self.sum_yi + g * g * self.sum_ii) / n_gain - self.sum_s2_gain / n_gain / n_repeats
         return g, rms_total, rms_dyn, math.sqrt(max(static, 0.0)), effective_bits(rms_total, fs)
 
 
@@ -1012,7 +1025,8 @@ def _fit(
                 tile_std[k, cc] = math.sqrt(max(float(block.mean()), 0.0))
         rms_total = math.sqrt(st.sum_e2 / st.n)
         rms_dyn = math.sqrt(st.sum_s2 / st.n)
-        static_ms = (st.sum_yy - 2 * gain * st.sum_yi + gain * gain * st.sum_ii) / st.n - st.sum_s2 / st.n / r
+        n_gain = max(st.n_gain, 1)
+        static_ms = (st.sum_yy - 2 * gain * st.sum_yi + gain * gain * st.sum_ii) / n_gain - st.sum_s2_gain / n_gain / r
         raw_x = np.concatenate(st.raw_x) if st.raw_x else np.zeros((0, probe.n_in))
         raw_y = np.concatenate(st.raw_y, axis=1) if st.raw_y else np.zeros((r, 0, probe.n_out))
         if raw_x.shape[0]:

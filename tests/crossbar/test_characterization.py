@@ -352,6 +352,21 @@ def test_fixed_input_range_and_saturation_are_handled() -> None:
     assert char.surrogate_params.input_range is InputRange.FIXED and char.surrogate_params.input_max == 2.0
 
 
+def test_saturated_outputs_do_not_bias_the_gain() -> None:
+    """An all-positive matrix driven by nonnegative inputs pushes many partials into the ADC's clipping;
+    the clipped outputs are the converter's doing, not a smaller conductance, so the fitted gain stays 1
+    (for trained MLP weights it read 0.76-0.84 before saturated outputs were left out of the gain)."""
+    cfg = ChipConfig(tile=TileConfig(rows=64, cols=16), adc=ADCConfig(bits=8, full_scale_rel=8.0),
+                     stages=Stages.only("dac", "adc", "read_noise", "output_noise"))
+    w = np.abs(probe_matrix("gaussian", (16, 64), seed=3))
+    sets = (InputSet(distribution=InputDistribution.UNIFORM, nonnegative=True), InputSet(amplitude=0.5))
+    protocol = CharacterizationProtocol(n_inputs=1024, input_sets=sets, **NO_SWEEPS)
+    char = characterize(Chip(known_profile(), cfg, seed=0), {"w": w}, protocol=protocol)
+    assert char.matrices[0].saturated_fraction > 0.3  # 0.48
+    assert char.surrogate_params.gain_rel == pytest.approx(1.0, abs=0.01)  # 0.75 with clipped outputs counted
+    assert char.matrices[0].rms_static_rel < 0.05  # no static error on this chip; 0.93 with clipped outputs
+
+
 # --------------------------------------------------------------------------------------------------
 # Bad arguments
 # --------------------------------------------------------------------------------------------------
