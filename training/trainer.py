@@ -176,6 +176,10 @@ class Trainer:
         Show tqdm progress bars.
     step_callback : callable, optional
         ``callback(epoch, step)`` after every step (tests use it to simulate an interruption).
+    epoch_start_callback : callable, optional
+        ``callback(epoch)`` at the start of every epoch that is trained (0-based), after a resume too; the
+        calibration loop (:mod:`training.calibration`) re-measures the chip and updates the surrogate here.
+        It must be a deterministic function of the epoch and the model's state for resuming to stay exact.
     eval_noise : ActivationNoise or sequence of them, optional
         Also score ``eval_data`` under this activation noise after every epoch
         (:attr:`TrainHistory.eval_noisy_accuracy`), for convergence curves of the noisy accuracy.
@@ -197,6 +201,7 @@ class Trainer:
         checkpoint_path: str | os.PathLike[str] | None = None,
         progress: bool = True,
         step_callback: StepCallback | None = None,
+        epoch_start_callback: Callable[[int], None] | None = None,
         eval_noise: ActivationNoise | tuple[ActivationNoise, ...] | None = None,
         eval_noise_draws: int = 1,
         eval_batch_size: int = 2000,
@@ -228,6 +233,7 @@ class Trainer:
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.progress = progress
         self.step_callback = step_callback
+        self.epoch_start_callback = epoch_start_callback
         self.generator = torch.Generator().manual_seed(config.seed)
         self.optimizer = self._make_optimizer()
         self.history = TrainHistory()
@@ -342,6 +348,8 @@ class Trainer:
         device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
         n, bs = len(self.train_data), self.config.batch_size
         for epoch in range(self.history.epochs_completed, self.config.epochs):
+            if self.epoch_start_callback is not None:
+                self.epoch_start_callback(epoch)
             self.model.train()
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate_at(epoch)
