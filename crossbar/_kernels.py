@@ -5,9 +5,11 @@ live in ``tests/crossbar/reference.py``. Parallel loops run over fixed-size chun
 random stream (:mod:`crossbar._rng`), so results do not depend on the thread count.
 
 Every inner loop is branch-free over the array index and calls only arithmetic, ``sqrt``, ``rint``
-and the functions of :mod:`crossbar._vmath`, so LLVM vectorizes it (the kernels are compiled with
-``error_model="numpy"`` for that, see :mod:`crossbar._jit`); loop-invariant choices (stage switches,
-activation) are made outside the loops.
+and the functions of :mod:`crossbar._vmath` (``tanh`` excepted: ``math.tanh``), so LLVM vectorizes it
+(the kernels are compiled with ``error_model="numpy"`` for that, see :mod:`crossbar._jit`);
+loop-invariant choices (stage switches, activation) are made outside the loops. The threaded kernels
+hand out their chunks through an atomic counter (dynamic scheduling, see :mod:`crossbar._jit` for why);
+each has a ``*_serial`` twin for small problems that shares its chunk body, so both give the same bits.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 
 import numpy as np
 
-from crossbar._jit import inline_kernel, parallel_vector_kernel, prange, vector_kernel
+from crossbar._jit import atomic_add, inline_kernel, parallel_vector_kernel, prange, vector_kernel
 from crossbar._rng import fill_normal, normal_stream
 from crossbar._vmath import abs_bits, float_from_abs_bits, like, vexp
 
@@ -29,6 +31,12 @@ __all__ = [
     "epilogue",
     "epilogue_serial",
 ]
+
+_DAC_ROWS = 16
+"""Rows per work item of the parallel DAC."""
+_MAX_THREADS = 256
+"""Slots of a dynamically scheduled parallel loop: each runs chunks taken from a shared atomic counter
+until none is left, so any thread count up to this one finds work; spare slots return at once."""
 
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 """Integer code of each :class:`crossbar.config.Activation` value in the kernels."""
@@ -96,8 +104,15 @@ def dac(
     ``clip`` and rounds to ``n_levels`` steps per unit when ``n_levels > 0``. The arithmetic is done in
     float64, exactly as written (true divisions, as in the reference), then stored in ``v``'s dtype.
     """
-    for b in prange(x.shape[0]):
-        scale[b] = _dac_row(x, b, per_sample_absmax, input_max, clip, n_levels, v_read, v, v2)
+    n_chunks = (x.shape[0] + _DAC_ROWS - 1) // _DAC_ROWS
+    next_chunk = np.zeros(1, dtype=np.int64)
+    for _ in prange(min(n_chunks, _MAX_THREADS)):
+        while True:
+            c = atomic_add(next_chunk, 0, 1)
+            if c >= n_chunks:
+                break
+            for b in range(c * _DAC_ROWS, min(x.shape[0], (c + 1) * _DAC_ROWS)):
+                scale[b] = _dac_row(x, b, per_sample_absmax, input_max, clip, n_levels, v_read, v, v2)
 
 
 @vector_kernel
@@ -291,9 +306,14 @@ def epilogue(
     ``c * chunk`` to ``(c + 1) * chunk - 1``): one fill (:func:`crossbar._rng.fill_normal`) of all the
     draws of the chunk, sample after sample, each in the order z_read over (p, i), z_unc over i, z_corr.
     """
-    n_batch = partial.shape[1]
-    for c in prange((n_batch + chunk - 1) // chunk):
-        _epilogue_chunk(c, partial, partial_var, gain, scale, full_scale, adc_levels, add_noise, out_var, bias, activation, multiplicative, corr_std, unc_std, seed, chunk, z_read, z_corr, z_unc, y)
+    n_chunks = (partial.shape[1] + chunk - 1) // chunk
+    next_chunk = np.zeros(1, dtype=np.int64)
+    for _ in prange(min(n_chunks, _MAX_THREADS)):
+        while True:
+            c = atomic_add(next_chunk, 0, 1)
+            if c >= n_chunks:
+                break
+            _epilogue_chunk(c, partial, partial_var, gain, scale, full_scale, adc_levels, add_noise, out_var, bias, activation, multiplicative, corr_std, unc_std, seed, chunk, z_read, z_corr, z_unc, y)
 
 
 @vector_kernel
@@ -348,8 +368,14 @@ def add_scaled_noise(base: np.ndarray, var: np.ndarray, seed: np.uint64, chunk: 
     """``out = base + sqrt(var) * z`` elementwise for 2-D arrays, in the dtype of ``out``; the rows
     ``c * chunk`` to ``(c + 1) * chunk - 1`` take their normals, row after row, from one fill of
     stream ``(seed, c)``."""
-    for c in prange((base.shape[0] + chunk - 1) // chunk):
-        _noise_chunk(c, base, var, seed, chunk, out)
+    n_chunks = (base.shape[0] + chunk - 1) // chunk
+    next_chunk = np.zeros(1, dtype=np.int64)
+    for _ in prange(min(n_chunks, _MAX_THREADS)):
+        while True:
+            c = atomic_add(next_chunk, 0, 1)
+            if c >= n_chunks:
+                break
+            _noise_chunk(c, base, var, seed, chunk, out)
 
 
 @vector_kernel

@@ -9,6 +9,7 @@ import pytest
 
 from crossbar import ADCConfig, Activation, ActivationConfig, Chip, ChipConfig, DACConfig, NoiseKind, ReadNoiseSampling, Stages, TileConfig
 from crossbar import _kernels
+from crossbar._jit import atomic_add
 from crossbar import chip as chip_module
 from tests.crossbar.profiles_for_tests import noisy_profile
 
@@ -106,3 +107,23 @@ def test_epilogue_serial_equals_threaded_with_given_noise() -> None:
     _kernels.epilogue_serial(*args, y2)
     np.testing.assert_array_equal(y1, y2)
     assert np.isfinite(y1).all() and not np.array_equal(y1[0], y1[1])
+
+
+@numba.njit(parallel=True)
+def _count_with_atomic_add(n_items: int, hits: np.ndarray) -> np.ndarray:
+    counter = np.zeros(1, dtype=np.int64)
+    for _ in numba.prange(64):
+        while True:
+            c = atomic_add(counter, 0, 1)
+            if c >= n_items:
+                break
+            hits[c] += 1
+    return counter
+
+
+def test_atomic_counter_hands_out_every_chunk_exactly_once() -> None:
+    """The dynamic scheduling of the parallel kernels: every work item is taken by exactly one thread."""
+    hits = np.zeros(10_000, dtype=np.int64)
+    counter = _count_with_atomic_add(10_000, hits)
+    assert (hits == 1).all()
+    assert counter[0] == 10_000 + min(64, 10_000)  # each slot's last, failed take counts once
