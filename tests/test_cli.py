@@ -48,3 +48,100 @@ def test_bad_chip_config_in_toml_is_one_line(tmp_path: Path, capsys: pytest.Capt
     cfg.write_text("[chip.adc]\nbits = 1\n")
     assert main(["simulate", "--quick", "--config", str(cfg), "--out", str(tmp_path)]) == 2
     assert "ADCConfig.bits = 1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ characterize, train, evaluate, run
+def test_characterize_quick_writes_a_readable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crossbar.characterization_io import read_surrogate_params
+
+    out = tmp_path / "char.h5"
+    assert main(["characterize", "--quick", "--out", str(out)]) == 0
+    assert "alpha_rel" in capsys.readouterr().out
+    assert read_surrogate_params(out).read_noise_alpha_rel > 0
+
+
+def test_train_resumes_after_an_interrupt_and_evaluate_reads_its_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from training import trainer as trainer_module
+
+    args = ["train", "--quick", "--calibration", "surrogate_only", "--out", str(tmp_path / "t")]
+    original = trainer_module.Trainer.fit
+
+    def ctrl_c_in_epoch_2(epoch: int, step: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    def interrupted(self):  # type: ignore[no-untyped-def]
+        self.step_callback = ctrl_c_in_epoch_2
+        return original(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", interrupted)
+    assert main(args) == 130  # Ctrl-C: exit 130, the checkpoint of epoch 1 is kept
+    assert "interrupted" in capsys.readouterr().err
+    assert (tmp_path / "t" / "checkpoint.pt").is_file() and not (tmp_path / "t" / "model.pt").exists()
+    monkeypatch.setattr(trainer_module.Trainer, "fit", original)
+    assert main(args) == 0  # resumes from epoch 1
+    assert main(["train", "--quick", "--calibration", "surrogate_only", "--out", str(tmp_path / "u")]) == 0  # uninterrupted
+    a = torch.load(tmp_path / "t" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "u" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "t"), "--quick", "--out", str(tmp_path / "e")]) == 0
+    assert "with drift compensation" in capsys.readouterr().out
+    record = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert set(record["t"]) >= {"clean_digital", "time", "temperature", "device_noise", "activation_noise"}
+
+
+def test_run_quick_writes_every_promised_file(tmp_path: Path) -> None:
+    import h5py
+
+    out = tmp_path / "run"
+    assert main(["run", "--quick", "--out", str(out)]) == 0
+    for name in ("run_config.json", "characterization.h5", "evaluation.h5", "evaluation.json", "summary.md",
+                 "accuracy_on_chip.png", "calibration_gap.png", "standard_chip_state.h5", "robust_chip_state.h5",
+                 "standard/calibration_log.json", "robust/checkpoint.pt"):
+        assert (out / name).stat().st_size > 0, name
+    summary = (out / "summary.md").read_text()
+    assert "| standard |" in summary and "| robust |" in summary
+    with h5py.File(out / "evaluation.h5") as fh:
+        assert fh["robust/time/levels"].attrs["units"] == "s"
+        assert fh["standard/time/accuracy"].shape[0] == len(fh["standard/time/levels"])
+    config = json.loads((out / "run_config.json").read_text())
+    assert config["config"]["seed"] == 0 and config["argv"][:2] == ["run", "--quick"]
+    # a rerun into the same folder resumes (nothing to train) and gives the same table
+    assert main(["run", "--quick", "--out", str(out)]) == 0
+    assert (out / "summary.md").read_text() == summary
+    # another configuration into the same folder is refused
+    assert main(["run", "--quick", "--seed", "5", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--quick", "--data", "/nonexistent/mnist"], "/nonexistent/mnist"),
+        (["evaluate", "/nonexistent/model", "--quick"], "no trained model here"),
+        (["characterize", "--quick", "--out", "char.txt"], "expected an .h5 file"),
+        (["run", "--quick", "--config", "/nonexistent/run.toml"], "no such configuration file"),
+        (["train", "--quick", "--characterization", "/nonexistent/c.h5"], "/nonexistent/c.h5"),
+    ],
+    ids=["missing-data", "missing-model", "bad-out", "missing-run-config", "missing-characterization"],
+)
+def test_more_errors_are_one_line(argv: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and fragment in err and "\n" not in err
+
+
+def test_run_config_toml_is_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("epochs = 1\n[calibration]\nperiod_epochs = 0\n")
+    assert main(["run", "--quick", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "period_epochs" in capsys.readouterr().err
+    cfg.write_text("epoks = 1\n")
+    assert main(["run", "--quick", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "unknown key 'epoks'" in capsys.readouterr().err

@@ -88,6 +88,175 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_toml(path: Path) -> dict:
+    import tomllib
+
+    if not path.is_file():
+        raise CLIError(f"{path}: no such configuration file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise CLIError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _chip(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from crossbar import Chip
+
+    return Chip(args.profile, _load_chip_config(args.config), seed=args.seed)
+
+
+def _cmd_characterize(args: argparse.Namespace) -> int:
+    from crossbar.characterization import CharacterizationProtocol, characterize
+    from crossbar.characterization_io import write_characterization
+    from crossbar.plots import plot_drift
+
+    chip = _chip(args)
+    out = Path(args.out)
+    if out.suffix not in (".h5", ".hdf5"):
+        raise CLIError(f"--out {out}: expected an .h5 file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n_inputs = 512 if args.quick else args.inputs
+    sweeps = {} if args.sweeps and not args.quick else {"times_sec": (), "temperatures_kelvin": ()}
+    protocol = CharacterizationProtocol(
+        n_inputs=max(n_inputs, 2 * chip.config.tile.rows), n_repeats=args.repeats,
+        n_sweep_inputs=max(256, n_inputs // 8), seed=args.seed, **sweeps,
+    )
+    print(f"characterizing a {chip.profile.name} chip: {protocol.n_inputs} vectors x {protocol.n_repeats} reads per probe matrix"
+          + ("" if sweeps else ", drift and temperature sweeps"), flush=True)
+    char = characterize(chip, protocol=protocol, progress=True)
+    write_characterization(out, char)
+    print(char.summary())
+    written = [out]
+    if not sweeps:
+        written.append(plot_drift(char, out.with_name(out.stem + "_drift.png")))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _train_options(args: argparse.Namespace) -> dict:
+    hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else None
+    out: dict = {"profile": args.profile, "seed": args.seed, "dataset": args.dataset if args.data else "embedded_mnist",
+                 "data_dir": None if args.data is None else str(args.data)}
+    if hidden is not None:
+        out["hidden"] = hidden
+    if args.epochs is not None:
+        out["epochs"] = args.epochs
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from crossbar.characterization_io import read_surrogate_params
+    from training.calibration import CalibrationMode, train_with_calibration
+    from training.models import MLP
+    from training.pipeline import RunConfig, load_dataset, recipe_for, save_trained_model
+    from training.trainer import LRSchedule, TrainConfig, Trainer
+
+    base = RunConfig.quick() if args.quick else RunConfig()
+    try:
+        run = dataclasses.replace(base, chip=_load_chip_config(args.config), **_train_options(args))
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    chip = _chip(args)
+    splits = load_dataset(run.dataset, run.data_dir)
+    train = splits.train if run.n_train is None else splits.train.subset(slice(0, run.n_train))
+    test = splits.test if run.evaluation.n_test is None else splits.test.subset(slice(0, run.evaluation.n_test))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = (int(train.images[0].numel()), *run.hidden, train.n_classes)
+    model = MLP(sizes, activation=run.activation, generator=torch.Generator().manual_seed(run.seed))
+    config = TrainConfig(epochs=run.epochs, batch_size=run.batch_size, learning_rate=run.learning_rate,
+                         lr_schedule=LRSchedule.COSINE, seed=run.seed)
+    recipe = recipe_for(args.method, args.strength)
+    print(f"training {model.extra_repr()} with `{args.method}` (strength {args.strength:g}) on {train.name}, "
+          f"{run.epochs} epochs, calibration `{args.calibration}`, into {out}", flush=True)
+    records: list = []
+    if args.calibration == "none":
+        trainer = Trainer(model, train, config=config, recipe=recipe, eval_data=test, checkpoint_path=out / "checkpoint.pt")
+        history = trainer.fit()
+        trained = model
+    else:
+        initial = None if args.characterization is None else read_surrogate_params(args.characterization)
+        calibration = dataclasses.replace(run.calibration, mode=CalibrationMode(args.calibration))
+        result = train_with_calibration(model, train, chip, train_config=config, recipe=recipe, calibration=calibration,
+                                        initial_params=initial, eval_data=test, run_dir=out)
+        history, trained, records = result.history, result.model, result.records
+    meta = {"method": args.method, "strength": args.strength, "calibration": args.calibration, "profile": chip.profile.name,
+            "seed": run.seed, "epochs": run.epochs, "dataset": run.dataset.value, "data_dir": run.data_dir,
+            "test_accuracy_per_epoch": history.eval_accuracy, "argv": args.argv}
+    save_trained_model(out, trained, meta)
+    print(f"test accuracy after each epoch: {', '.join(f'{100 * a:.1f}' for a in history.eval_accuracy)} %")
+    for r in records:
+        if r.gap is not None:
+            print(f"  calibration at epoch {r.epoch}: surrogate {100 * r.surrogate_accuracy:.1f} %, chip "
+                  f"{100 * r.chip_accuracy:.1f} %")
+    print(f"wrote {out / 'model.pt'}, {out / 'model.json'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from training.pipeline import RunConfig, evaluate_on_chip, load_dataset, load_trained_model, write_evaluation
+
+    model, meta = load_trained_model(args.model)
+    chip = _chip(args)
+    base = RunConfig.quick() if args.quick else RunConfig()
+    run = dataclasses.replace(base, profile=args.profile, chip=chip.config, seed=args.seed,
+                              dataset=meta.get("dataset", "embedded_mnist") if args.data is None else args.dataset,  # type: ignore[arg-type]
+                              data_dir=meta.get("data_dir") if args.data is None else str(args.data))
+    evaluation = run.evaluation
+    if args.chips is not None or args.reads is not None:
+        evaluation = dataclasses.replace(evaluation, n_chips=args.chips or evaluation.n_chips, n_reads=args.reads or evaluation.n_reads)
+    test = load_dataset(run.dataset, run.data_dir).test
+    print(f"evaluating {args.model} on {evaluation.n_chips} programmings x {evaluation.n_reads} reads of a "
+          f"{chip.profile.name} chip ...", flush=True)
+    name = Path(args.model).name or "model"
+    ev = evaluate_on_chip(model, test, chip, evaluation, seed=args.seed)
+    paths = write_evaluation(args.out, chip, dataclasses.replace(run, evaluation=evaluation), {name: ev})
+    t_last = ev.time.levels[-1]
+    print(f"digital {100 * ev.clean_digital:.1f} %; on the chip at {ev.time.levels[0]:g} s "
+          f"{100 * ev.time.at(ev.time.levels[0])[0]:.1f} %, after {t_last:g} s {100 * ev.time.at(t_last)[0]:.1f} % "
+          f"({100 * ev.time_compensated.at(t_last)[0]:.1f} % with drift compensation)")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from training.pipeline import RunConfig, run_main_job
+
+    base = RunConfig.quick() if args.quick else RunConfig()
+    if args.config is not None:
+        data = _read_toml(args.config)
+        base = RunConfig.from_dict(data, base=base, origin=str(args.config))
+    changes = {k: v for k, v in (("profile", args.profile), ("seed", args.seed)) if v is not None}
+    if args.data is not None:
+        changes.update(data_dir=str(args.data), dataset=args.dataset)
+    try:
+        config = dataclasses.replace(base, **changes)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    run_main_job(config, args.out, argv=args.argv)
+    return 0
+
+
+def _add_chip_options(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    p.add_argument("--profile", default="pcm", help="shipped profile name or path to a .toml file (default: pcm)")
+    p.add_argument("--config", type=Path, help="TOML file whose [chip] table configures the chip (tile, dac, adc, stages, ...)")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="seed of the chip and of every draw (default 0)")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, help="directory of MNIST / Fashion-MNIST IDX files (default: the embedded MNIST subset)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist"], help="what --data holds (default mnist)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crossbar", description="Simulate analog in-memory-computing crossbar chips and train networks against them.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -107,6 +276,50 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
     p.add_argument("--out", default="results/simulate", help="output folder (default results/simulate)")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("characterize", help="measure a chip's noise like a real one and fit its surrogate; writes HDF5")
+    _add_chip_options(p)
+    p.add_argument("--inputs", type=int, default=8192, help="input vectors per probe matrix (default 8192)")
+    p.add_argument("--repeats", type=int, default=4, help="reads of every vector (default 4)")
+    p.add_argument("--no-sweeps", dest="sweeps", action="store_false", help="skip the drift and temperature sweeps")
+    p.add_argument("--quick", action="store_true", help="512 vectors, no sweeps (seconds)")
+    p.add_argument("--out", default="results/characterization.h5", help="output file (default results/characterization.h5)")
+    p.set_defaults(func=_cmd_characterize)
+
+    from training.pipeline import Method
+
+    p = sub.add_parser("train", help="train an MLP with a robustness method against the chip (resumable)")
+    _add_chip_options(p)
+    _add_data_options(p)
+    p.add_argument("--method", default="standard", choices=[m.value for m in Method], help="robustness recipe (default standard)")
+    p.add_argument("--strength", type=float, default=0.1, help="the method's strength knob (default 0.1; see training.pipeline.Method)")
+    p.add_argument("--calibration", default="calibrated", choices=["none", "surrogate_only", "calibrated", "chip_in_the_loop"],
+                   help="how the chip takes part: none (digital training), surrogate_only, calibrated (default), chip_in_the_loop")
+    p.add_argument("--characterization", type=Path, help="characterization file whose surrogate starts the training")
+    p.add_argument("--hidden", help="hidden widths, comma-separated (default 300,300)")
+    p.add_argument("--epochs", type=int, help="epochs (default 8)")
+    p.add_argument("--quick", action="store_true", help="small model and data, seconds")
+    p.add_argument("--out", default="results/train", help="output folder; an interrupted run there resumes (default results/train)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained model on the chip: drift, temperature, device and activation noise")
+    p.add_argument("model", help="output folder of `crossbar train`")
+    _add_chip_options(p)
+    _add_data_options(p)
+    p.add_argument("--chips", type=int, help="programmings per point (default 3)")
+    p.add_argument("--reads", type=int, help="reads per programming (default 2)")
+    p.add_argument("--quick", action="store_true", help="few points and samples, seconds")
+    p.add_argument("--out", default="results/evaluate", help="output folder (default results/evaluate)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("run", help="the main job: characterize, train a standard and a robust model, evaluate on the chip")
+    p.add_argument("--config", type=Path, help="TOML file with run settings ([chip], [calibration], [evaluation] tables, ...)")
+    p.add_argument("--profile", help="shipped profile name or path (default pcm)")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    _add_data_options(p)
+    p.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
+    p.add_argument("--out", default="results/run", help="results folder; an interrupted run there resumes (default results/run)")
+    p.set_defaults(func=_cmd_run)
     return parser
 
 
@@ -114,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``crossbar`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the results of a run
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
