@@ -164,7 +164,11 @@ class Chip:
             raise ValueError(f"weights has shape {w.shape}; expected 2-D")
         b = arrays.get("bias")
         b = None if b is None or np.size(b) == 0 else np.array(b, dtype=np.float64)
-        ss = np.random.SeedSequence(self.seed, spawn_key=tuple(int(k) for k in spawn_key))
+        key = tuple(int(k) for k in spawn_key)
+        ss = np.random.SeedSequence(self.seed, spawn_key=key)
+        if len(key) == 1 and key[0] >= self._seed_sequence.n_children_spawned:
+            # Later programmings of this chip draw new devices, not those of the restored matrix again.
+            self._seed_sequence = np.random.SeedSequence(self.seed, n_children_spawned=key[0] + 1)
         m = ProgrammedMatrix(self, np.array(w, dtype=np.float64), b, ss, restored=arrays)
         if read_rng_state is not None:
             m.read_rng.bit_generator.state = read_rng_state

@@ -362,6 +362,10 @@ def test_restore_reproduces_a_programmed_matrix_bit_for_bit() -> None:
     rng_state = m.read_rng.bit_generator.state
     restored = Chip(noisy_profile(), _full_config(), seed=9).restore(arrays, spawn_key=m.spawn_key, read_rng_state=rng_state)
     np.testing.assert_array_equal(restored.matvec(x, time_sec=1e5, temperature_kelvin=320.0), m.matvec(x, time_sec=1e5, temperature_kelvin=320.0))
+    # a chip that restored its second matrix programs the next one as the original chip would: new devices
+    fresh_chip = Chip(noisy_profile(), _full_config(), seed=9)
+    fresh_chip.restore(arrays, spawn_key=m.spawn_key)
+    assert fresh_chip.program(w).spawn_key == chip.program(w).spawn_key == (2,)
     bad = dict(arrays, nu=arrays["nu"][:, :-1])
     with pytest.raises(ValueError, match="'nu' has shape"):
         Chip(noisy_profile(), _full_config(), seed=9).restore(bad, spawn_key=m.spawn_key)
