@@ -186,8 +186,11 @@ def test_different_seeds_and_repeated_reads_differ() -> None:
 def test_results_do_not_depend_on_the_thread_count() -> None:
     import numba
 
+    from crossbar.chip import _PARALLEL_MIN_ELEMENTS
+
     rng = np.random.default_rng(10)
-    w, x = _wx(rng, 40, 64, 100)
+    w, x = _wx(rng, 40, 64, 1000)
+    assert x.size >= _PARALLEL_MIN_ELEMENTS and 40 * x.shape[0] >= _PARALLEL_MIN_ELEMENTS  # the threaded kernels run
     outputs = []
     for threads in (1, numba.config.NUMBA_NUM_THREADS):
         numba.set_num_threads(threads)
