@@ -6,10 +6,12 @@ layers with the physics-informed loss, quantization-aware training, distillation
 datasets (MNIST, Fashion-MNIST, CIFAR-10 and an embedded MNIST subset) and a resumable trainer.
 On the chip (through ``crossbar.nn``): accuracy vs time since programming, temperature and device-noise
 level (:mod:`training.chip_eval`). The resumable noise-robustness study of issue 6 (:mod:`training.study`)
-and its plots (:mod:`training.plots`).
+and its plots (:mod:`training.plots`). The calibration loop with the chip as hardware in the loop
+(:mod:`training.calibration`) and the main job of ``crossbar run`` (:mod:`training.pipeline`).
 """
 
 from training.activations import ActivationKind, PhotonicSigmoid, activation_derivative, make_activation, photonic_sigmoid
+from training.calibration import CalibrationConfig, CalibrationMode, CalibrationRecord, CalibrationResult, train_with_calibration
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.chip_eval import (
     SECONDS_PER_YEAR,
@@ -85,20 +87,27 @@ from training.study import (
     split_validation,
     study_data,
 )
+from training.pipeline import EvaluationConfig, Method, RunConfig, evaluate_on_chip, recipe_for, run_main_job
 from training.trainer import LRSchedule, OptimizerKind, Recipe, TrainConfig, TrainHistory, Trainer
 
 __all__ = [
     "ActivationKind",
     "ActivationNoise",
+    "CalibrationConfig",
+    "CalibrationMode",
+    "CalibrationRecord",
+    "CalibrationResult",
     "Dataset",
     "DatasetSplits",
     "Distillation",
+    "EvaluationConfig",
     "ExplainableRegularization",
     "ForwardTrace",
     "GaussianNoiseSource",
     "HardwarePrior",
     "LRSchedule",
     "MLP",
+    "Method",
     "ModelKind",
     "NoiseAwareModel",
     "NoiseCorrelation",
@@ -110,6 +119,7 @@ __all__ = [
     "PhysicsInformedLoss",
     "Recipe",
     "ResidualMLP",
+    "RunConfig",
     "RunResult",
     "SECONDS_PER_YEAR",
     "SRLConfig",
@@ -135,6 +145,7 @@ __all__ = [
     "distillation_loss",
     "epochs_to_fraction_of_best",
     "evaluate_accuracy",
+    "evaluate_on_chip",
     "explainable_penalty",
     "injected_noise",
     "issue6_runs",
@@ -158,7 +169,9 @@ __all__ = [
     "quantization_levels",
     "quantize_ste",
     "read_idx",
+    "recipe_for",
     "row_sum_penalty",
+    "run_main_job",
     "run_study",
     "sample_vant_std",
     "saturation_penalty",
@@ -169,6 +182,7 @@ __all__ = [
     "split_validation",
     "strip_qat",
     "study_data",
+    "train_with_calibration",
     "uniform_level_prior",
     "weight_noise_sweep",
     "write_idx",

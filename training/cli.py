@@ -152,7 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from crossbar.characterization_io import read_surrogate_params
     from training.calibration import CalibrationMode, train_with_calibration
     from training.models import MLP
-    from training.pipeline import RunConfig, load_dataset, recipe_for, save_trained_model
+    from training.pipeline import RunConfig, load_dataset, recipe_for, save_trained_mlp
     from training.trainer import LRSchedule, TrainConfig, Trainer
 
     base = RunConfig.quick() if args.quick else RunConfig()
@@ -187,7 +187,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     meta = {"method": args.method, "strength": args.strength, "calibration": args.calibration, "profile": chip.profile.name,
             "seed": run.seed, "epochs": run.epochs, "dataset": run.dataset.value, "data_dir": run.data_dir,
             "test_accuracy_per_epoch": history.eval_accuracy, "argv": args.argv}
-    save_trained_model(out, trained, meta)
+    save_trained_mlp(out, trained, meta)
     print(f"test accuracy after each epoch: {', '.join(f'{100 * a:.1f}' for a in history.eval_accuracy)} %")
     for r in records:
         if r.gap is not None:
@@ -200,9 +200,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from training.pipeline import RunConfig, evaluate_on_chip, load_dataset, load_trained_model, write_evaluation
+    from training.pipeline import RunConfig, evaluate_on_chip, load_dataset, load_trained_mlp, write_evaluation
 
-    model, meta = load_trained_model(args.model)
+    model, meta = load_trained_mlp(args.model)
     chip = _chip(args)
     base = RunConfig.quick() if args.quick else RunConfig()
     run = dataclasses.replace(base, profile=args.profile, chip=chip.config, seed=args.seed,

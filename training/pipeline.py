@@ -69,10 +69,10 @@ __all__ = [
     "RunSummary",
     "evaluate_on_chip",
     "load_dataset",
-    "load_trained_model",
+    "load_trained_mlp",
     "recipe_for",
     "run_main_job",
-    "save_trained_model",
+    "save_trained_mlp",
     "write_evaluation",
 ]
 
@@ -676,7 +676,7 @@ MODEL_META_FILE = "model.json"
 """Topology and provenance of the trained model."""
 
 
-def save_trained_model(directory: str | os.PathLike[str], model: MLP, meta: dict[str, Any]) -> None:
+def save_trained_mlp(directory: str | os.PathLike[str], model: MLP, meta: dict[str, Any]) -> None:
     """Write ``model.pt`` (weights) and ``model.json`` (topology and ``meta``) into ``directory``."""
     from training.checkpoint import save_checkpoint
 
@@ -687,8 +687,8 @@ def save_trained_model(directory: str | os.PathLike[str], model: MLP, meta: dict
     _write_text_atomic(d / MODEL_META_FILE, json.dumps(record, indent=2) + "\n")
 
 
-def load_trained_model(directory: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any]]:
-    """The model written by :func:`save_trained_model` and its metadata."""
+def load_trained_mlp(directory: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any]]:
+    """The model written by :func:`save_trained_mlp` and its metadata."""
     from training.checkpoint import load_checkpoint
 
     d = Path(directory)
