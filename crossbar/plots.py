@@ -15,9 +15,12 @@ __all__ = ["plot_drift", "plot_error_distributions", "plot_ir_drop_error", "plot
 
 
 def _pyplot():
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:  # keep the backend of a running session (e.g. Jupyter's inline one)
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

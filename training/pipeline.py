@@ -468,7 +468,8 @@ def _write_evaluation_h5(path: Path, chip: Chip, config: RunConfig, evaluations:
 def _plot(evaluations: dict[str, ModelEvaluation], trainings: dict[str, CalibrationResult], out: Path) -> list[Path]:
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:  # keep the backend of a running session (e.g. Jupyter's inline one)
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [
