@@ -48,6 +48,7 @@ from training.srl import SRLConfig
 from training.trainer import LRSchedule, Recipe, TrainConfig, TrainHistory, Trainer
 
 __all__ = [
+    "REPLICATE_SUFFIX",
     "STUDY_FORMAT",
     "beyond_runs",
     "DUQUE_BOTH",
@@ -65,6 +66,7 @@ __all__ = [
     "load_trained_model",
     "markdown_table",
     "quick_runs",
+    "replicates",
     "run_study",
     "select_best",
     "split_validation",
@@ -76,6 +78,10 @@ STUDY_FORMAT = 1
 """Version of the cached result layout; part of every fingerprint."""
 
 UNC, COR = NoiseCorrelation.UNCORRELATED, NoiseCorrelation.CORRELATED
+
+REPLICATE_SUFFIX = "_seeds"
+"""Method families ending with this are seed replicates of another family's points (same strength);
+:func:`select_best` leaves them out."""
 
 DUQUE_UNCORRELATED = ExplainableRegularization(saturation=6e-3 * 0.01, l2_hidden=6e-3 * 0.015, l2_output=6e-3 * 3.0)
 """The uncorrelated-noise recipe of Duque et al. (2024), doi:10.48550/arXiv.2409.08633:
@@ -510,7 +516,8 @@ def select_best(results: Iterable[RunResult], *, min_clean: float, on: str = "va
     """The run with the highest noisy validation accuracy among those whose clean accuracy on split ``on``
     (``"val"`` or ``"test"``) is ``>= min_clean`` (of ``method`` only, when given); ``None`` if none qualifies.
 
-    The ranking always uses the validation split, so the test accuracy under noise of the selected run is
+    Seed replicates (method ending in :data:`REPLICATE_SUFFIX`) are never selected. The ranking always
+    uses the validation split, so the test accuracy under noise of the selected run is
     not what it was selected on. ``on="test"`` is for constraints stated on the test split (a target such as
     "clean test accuracy >= 97%"); validation and test accuracy of MNIST differ systematically by a few
     tenths of a point, so a validation threshold would not mean the same thing.
@@ -518,7 +525,8 @@ def select_best(results: Iterable[RunResult], *, min_clean: float, on: str = "va
     if on not in ("val", "test"):
         raise ValueError(f"on = {on!r} must be 'val' or 'test'")
     key = "clean_val" if on == "val" else "clean_test"
-    pool = [r for r in results if (method is None or r.method == method) and getattr(r, key) >= min_clean]
+    pool = [r for r in results if (method is None or r.method == method) and getattr(r, key) >= min_clean
+            and not r.method.endswith(REPLICATE_SUFFIX)]
     return max(pool, key=lambda r: (r.noisy_val, r.clean_val)) if pool else None
 
 
@@ -651,6 +659,7 @@ def beyond_runs(epochs: int = 60) -> list[StudyRun]:
     :func:`issue6_runs` earlier in the same study (teacher and starting point).
 
     Families: ``noise_aware_long``; ``distill_noise_aware_long`` (T = 2, alpha = 0.5);
+    ``distill_t4_noise_aware_long`` (T = 4, alpha = 0.9, the setting of ``distill_noise_aware``);
     ``noise_aware_explainable_long``; ``finetune_noise_aware`` (noise-aware training starting from the
     trained standard network, ``epochs // 2`` epochs); ``finetune_distill_noise_aware`` (the same, distilled
     from the standard network as in Zhou et al. 2020, doi:10.48550/arXiv.2001.04974).
@@ -659,12 +668,16 @@ def beyond_runs(epochs: int = 60) -> list[StudyRun]:
     short = _cfg(max(1, epochs // 2))
     kd = Distillation(temperature=2.0, alpha=0.5)
     runs = []
-    for v in (0.6, 0.8, 1.0, 0.7):
+    for v in (0.6, 0.8, 1.0, 0.7, 0.75):
         runs.append(StudyRun(name=f"noise_aware_long_v{v:g}", method="noise_aware_long", strength=v, train=cfg,
                              recipe=Recipe(train_noise=_noise(v))))
     for v in (0.8,):
         runs.append(StudyRun(name=f"distill_noise_aware_long_v{v:g}", method="distill_noise_aware_long", strength=v,
                              train=cfg, teacher="standard", recipe=Recipe(train_noise=_noise(v), distillation=kd)))
+    for v in (0.7,):
+        runs.append(StudyRun(name=f"distill_t4_noise_aware_long_v{v:g}", method="distill_t4_noise_aware_long",
+                             strength=v, train=cfg, teacher="standard",
+                             recipe=Recipe(train_noise=_noise(v), distillation=Distillation(temperature=4.0, alpha=0.9))))
     for v in (0.8,):
         runs.append(StudyRun(name=f"noise_aware_explainable_long_v{v:g}", method="noise_aware_explainable_long",
                              strength=v, train=cfg, recipe=Recipe(train_noise=_noise(v), explainable=DUQUE_BOTH)))
@@ -675,7 +688,20 @@ def beyond_runs(epochs: int = 60) -> list[StudyRun]:
         runs.append(StudyRun(name=f"finetune_distill_noise_aware_v{v:g}", method="finetune_distill_noise_aware",
                              strength=v, train=short, init_from="standard", teacher="standard",
                              recipe=Recipe(train_noise=_noise(v), distillation=kd)))
+    # Replicates (training seed and initial weights 1 and 2) of the noise_aware_long points nearest the
+    # target; they give the seed-to-seed spread and never take part in selections.
+    for v in (0.7, 0.75):
+        for seed in (1, 2):
+            runs.append(StudyRun(name=f"noise_aware_long_v{v:g}_seed{seed}", method=f"noise_aware_long{REPLICATE_SUFFIX}",
+                                 strength=v, train=_cfg(epochs, seed=seed), model_seed=seed,
+                                 recipe=Recipe(train_noise=_noise(v))))
     return runs
+
+
+def replicates(results: Iterable[RunResult], of: RunResult) -> list[RunResult]:
+    """``of`` and the seed replicates of its family and strength (method ``of.method + REPLICATE_SUFFIX``)."""
+    family = of.method + REPLICATE_SUFFIX
+    return [of] + [r for r in results if r.method == family and r.strength == of.strength]
 
 
 def quick_runs(epochs: int = 3) -> list[StudyRun]:

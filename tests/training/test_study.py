@@ -15,6 +15,7 @@ from training.noise import ActivationNoise
 from training.plots import plot_accuracy_vs_variance, plot_chip_sweeps, plot_tradeoff
 from training.srl import SRLConfig
 from training.study import (
+    REPLICATE_SUFFIX,
     ModelKind,
     RunResult,
     StudyData,
@@ -25,6 +26,7 @@ from training.study import (
     load_trained_model,
     markdown_table,
     quick_runs,
+    replicates,
     run_study,
     select_best,
     split_validation,
@@ -201,6 +203,11 @@ def test_select_best_maximizes_noisy_validation_accuracy_under_a_clean_floor():
     assert select_best(pool, min_clean=0.91, on="test") is None
     with pytest.raises(ValueError, match="'val' or 'test'"):
         select_best(pool, min_clean=0.9, on="train")
+    # Seed replicates are reported with their configuration, never selected on their own.
+    lucky = _result("c_seed1", "m" + REPLICATE_SUFFIX, 0.99, 0.999)
+    assert select_best([*pool, lucky], min_clean=0.955).name == "d"
+    other = _result("c_seed2", "n" + REPLICATE_SUFFIX, 0.99, 0.5)
+    assert [r.name for r in replicates([*pool, lucky, other], pool[2])] == ["c", "c_seed1"]
 
 
 def test_run_result_json_round_trip():
