@@ -563,7 +563,7 @@ def markdown_table(results: Iterable[RunResult], *, label: Callable[[RunResult],
     for r in rows:
         cells = [label(r) if label else r.name, f"{100 * r.clean_test:.2f}"]
         cells += [f"{100 * r.accuracy(k):.2f} +- {100 * r.spread(k):.2f}" for k in keys]
-        cells += [f"{100 * r.drop(k):.2f}" for k in keys]
+        cells += [f"{round(100 * r.drop(k), 2) + 0.0:.2f}" for k in keys]  # + 0.0: no "-0.00"
         cells.append(f"{100 * r.clean_val:.2f} / {100 * r.noisy_val:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
