@@ -15,9 +15,12 @@ __all__ = ["plot_accuracy_vs_variance", "plot_chip_sweeps", "plot_tradeoff"]
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:  # keep the backend of a running session (e.g. Jupyter's inline one)
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
