@@ -54,13 +54,12 @@ from training.chip_eval import (
 from training.datasets import Dataset, DatasetSplits, load_embedded_mnist, load_fashion_mnist, load_mnist
 from training.evaluation import NoiseSweep, evaluate_accuracy, log_spaced_variances, noise_sweep
 from training.models import MLP
-from training.noise import ActivationNoise, NoiseCorrelation, VANTConfig
-from training.regularizers import ExplainableRegularization
+from training.noise import ActivationNoise, NoiseCorrelation
+from training.study import DUQUE_BOTH, vant_config
 from training.trainer import LRSchedule, Recipe, TrainConfig
 
 __all__ = [
     "DatasetKind",
-    "EXPLAINABLE_BOTH",
     "EvaluationConfig",
     "Method",
     "ModelEvaluation",
@@ -78,12 +77,6 @@ __all__ = [
 
 RUN_FORMAT = 1
 """Version of ``run_config.json`` and of the results layout."""
-
-EXPLAINABLE_BOTH = ExplainableRegularization(saturation=6e-5, l2_hidden=9e-5, l2_output=1.8e-2, row_sum=6e-3)
-"""The explainable regularizers of Duque et al. (2024), doi:10.48550/arXiv.2409.08633, against uncorrelated
-(saturation, L2 of hidden and output weights: ``6e-3 (0.01 R_sat + 0.015 ||W_2||^2 + 3 ||W_out||^2)``) and
-correlated noise (row sums, ``6e-3``) at once; the ``explainable`` method scales all of them by its strength."""
-
 
 class DatasetKind(enum.Enum):
     """Which data a run uses."""
@@ -104,11 +97,13 @@ class Method(enum.Enum):
     NOISE_AWARE = "noise_aware"
     """Additive uncorrelated activation noise of variance ``strength`` on the hidden layers during training."""
     EXPLAINABLE = "explainable"
-    """The explainable regularizers (:data:`EXPLAINABLE_BOTH`) scaled by ``strength``."""
+    """The explainable regularizers of Duque et al. (2024) against uncorrelated and correlated noise
+    (:data:`training.study.DUQUE_BOTH`) scaled by ``strength``."""
     NOISE_AWARE_EXPLAINABLE = "noise_aware_explainable"
     """Both: noise of variance ``strength`` and the regularizers at their published weights."""
     VANT = "vant"
-    """VANT: per-sample activation-noise std ``0.5 s + 0.75 s |z|``, s = ``sqrt(strength)``."""
+    """VANT: per-sample activation-noise std ``0.5 s + 0.75 s |z|``, s = ``sqrt(strength)``
+    (:func:`training.study.vant_config`)."""
 
 
 def recipe_for(method: Method | str, strength: float) -> Recipe:
@@ -121,11 +116,10 @@ def recipe_for(method: Method | str, strength: float) -> Recipe:
     if method is Method.NOISE_AWARE:
         return Recipe(train_noise=(ActivationNoise(variance=float(strength)),))
     if method is Method.EXPLAINABLE:
-        return Recipe(explainable=EXPLAINABLE_BOTH.scaled(float(strength)))
+        return Recipe(explainable=DUQUE_BOTH.scaled(float(strength)))
     if method is Method.NOISE_AWARE_EXPLAINABLE:
-        return Recipe(train_noise=(ActivationNoise(variance=float(strength)),), explainable=EXPLAINABLE_BOTH)
-    s = math.sqrt(float(strength))
-    return Recipe(vant=VANTConfig(sigma_train=s, a=0.5, theta=0.75))
+        return Recipe(train_noise=(ActivationNoise(variance=float(strength)),), explainable=DUQUE_BOTH)
+    return Recipe(vant=vant_config(math.sqrt(float(strength))))
 
 
 def load_dataset(kind: DatasetKind | str, data_dir: str | os.PathLike[str] | None) -> DatasetSplits:
@@ -201,8 +195,9 @@ class RunConfig:
     """Adam step size (cosine-decayed)."""
     robust_method: Method = Method.NOISE_AWARE_EXPLAINABLE
     """Recipe of the robust model."""
-    robust_strength: float = 0.1
-    """Strength of the robust recipe (:class:`Method`)."""
+    robust_strength: float = 0.3
+    """Strength of the robust recipe (:class:`Method`); 0.3 is the study's best noise-aware + explainable
+    point on MNIST (96.4 % clean, 4.2 points lost at activation-noise variance 1, none under correlated noise)."""
     calibration: CalibrationConfig = field(default_factory=lambda: CalibrationConfig(period_epochs=2, n_inputs=2048))
     """Calibration loop of both trainings."""
     characterization_inputs: int = 4096
