@@ -547,6 +547,9 @@ def _summary_markdown(config: RunConfig, chip: Chip, char_summary: str, evaluati
             f"{_fmt(ev.time_compensated, t_last)} | {_fmt(ev.temperature, temp_hot)} | {_fmt(ev.device_noise, f_max)} | "
             f"{_fmt(ev.activation_noise, v_max)} | {_fmt(ev.activation_noise_correlated, v_max)} |"
         )
+    lines += ["", "*digital*: the trained weights run in float arithmetic, without the chip. A network trained "
+              "through the surrogate learns the chip's nonlinearities too (ADC clipping of tile partial sums, "
+              "quantization), so its digital accuracy can be below its accuracy on the chip."]
     if chip.profile.temperature.conductance_activation_energy_ev == 0 and chip.profile.temperature.drift_activation_energy_ev == 0 \
             and chip.profile.temperature.conductance_tcr_per_kelvin == 0:
         lines += ["", f"Profile `{chip.profile.name}` has no temperature coefficients (none verified in the literature), "
