@@ -60,8 +60,10 @@ def plot_mvm_study(result: MVMStudyResult, path: str | Path) -> Path:
 def plot_ir_drop_error(g_siemens, g_eff_siemens, path: str | Path, *, title: str | None = None) -> Path:
     """Heat maps of the effective-vs-device conductance error across one tile (IR drop); PNG.
 
-    Left: relative error ``(G_eff - G) / G`` in percent (blank where ``G = 0``); right: absolute error
-    ``G_eff - G`` in uS. Rows are word lines (driver on the left, column 0), columns bit lines (sense
+    Left: relative error ``(G_eff - G) / G`` in percent, blank for devices below 2 % of the largest
+    conductance (an unused device of a differential pair near 0 S would otherwise set the colour scale with
+    its sneak-current share); right: absolute error ``G_eff - G`` in uS. Colour scales span the 1st to 99th
+    percentile. Rows are word lines (driver on the left, column 0), columns bit lines (sense
     amplifiers below the last row), as in :mod:`crossbar.irdrop`.
 
     Parameters
@@ -81,10 +83,12 @@ def plot_ir_drop_error(g_siemens, g_eff_siemens, path: str | Path, *, title: str
         raise ValueError(f"g_siemens {g.shape} and g_eff_siemens {ge.shape} must be matrices of one shape")
     plt = _pyplot()
     rel = np.full(g.shape, np.nan)
-    np.divide(ge - g, g, out=rel, where=g > 0)
+    np.divide(ge - g, g, out=rel, where=g > 0.02 * max(float(g.max()), 0.0))
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.4))
     for ax, data, label in ((axes[0], 100.0 * rel, "(G_eff - G) / G [%]"), (axes[1], 1e6 * (ge - g), "G_eff - G [uS]")):
-        im = ax.imshow(data, cmap="viridis", aspect="auto", interpolation="nearest")
+        finite = data[np.isfinite(data)]
+        lo, hi = np.percentile(finite, [1, 99]) if finite.size else (None, None)
+        im = ax.imshow(data, cmap="viridis", aspect="auto", interpolation="nearest", vmin=lo, vmax=hi)
         ax.set_xlabel("bit line (column)")
         ax.set_ylabel("word line (row)")
         fig.colorbar(im, ax=ax, label=label)
