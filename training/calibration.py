@@ -30,13 +30,11 @@ import enum
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from crossbar import Chip
@@ -45,6 +43,7 @@ from crossbar.characterization_io import write_characterization
 from crossbar.fitting import SurrogateParams
 from crossbar.nn import analog_layers, convert_to_analog, reseed_analog
 from crossbar.nn.surrogate import convert_to_surrogate, strip_surrogate, surrogate_layers, update_surrogate_params
+from training._atomic import write_json_atomic
 from training._checks import check_enum, check_int
 from training.datasets import Dataset
 from training.evaluation import evaluate_accuracy
@@ -209,23 +208,6 @@ def derived_seed(*parts: int) -> int:
     return int(state >> np.uint64(1))
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 class _Loop:
     """State of one calibration run: the working model, the chip, the log."""
 
@@ -296,7 +278,7 @@ class _Loop:
         if self.log_path is None:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(
+        write_json_atomic(
             self.log_path,
             {
                 "format": LOG_FORMAT,

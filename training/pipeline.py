@@ -27,7 +27,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,9 +41,10 @@ from crossbar.characterization import CharacterizationProtocol, characterize
 from crossbar.characterization_io import read_characterization, write_characterization
 from crossbar.config import config_from_dict, config_to_dict
 from crossbar.hdf5io import atomic_h5, write_array
+from training._atomic import write_text_atomic
 from training._checks import check_enum, check_float, check_int
 from training.activations import ActivationKind
-from training.calibration import CalibrationConfig, CalibrationMode, CalibrationResult, train_with_calibration
+from training.calibration import CalibrationConfig, CalibrationResult, train_with_calibration
 from training.chip_eval import (
     chip_accuracy_vs_temperature,
     chip_accuracy_vs_time,
@@ -373,22 +373,6 @@ class RunSummary:
     """Duration of this invocation, s."""
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _check_run_dir(out: Path, config: RunConfig, argv: list[str] | None) -> None:
     """Create the folder and its ``run_config.json``, or check that an existing one is this run."""
     out.mkdir(parents=True, exist_ok=True)
@@ -405,7 +389,7 @@ def _check_run_dir(out: Path, config: RunConfig, argv: list[str] | None) -> None
     record["argv"] = list(sys.argv[1:] if argv is None else argv)
     record["python"] = sys.version.split()[0]
     record["torch"] = torch.__version__
-    _write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 def _say(log: Callable[[str], None] | None, message: str) -> None:
@@ -658,7 +642,7 @@ def run_main_job(
         save_analog_state(analog, out / f"{name}_chip_state.h5")
         files.append(Path(f"{name}_chip_state.h5"))
     files += [p.relative_to(out) for p in write_evaluation(out, chip, config, evaluations, trainings)]
-    _write_text_atomic(out / "summary.md", _summary_markdown(config, chip, char.summary(), evaluations, trainings))
+    write_text_atomic(out / "summary.md", _summary_markdown(config, chip, char.summary(), evaluations, trainings))
     files.append(Path("summary.md"))
     wall = time.perf_counter() - started
     _say(log, f"wrote {out}/summary.md and {len(files) - 1} other files in {wall:.0f} s")
@@ -683,7 +667,7 @@ def save_trained_mlp(directory: str | os.PathLike[str], model: MLP, meta: dict[s
     d.mkdir(parents=True, exist_ok=True)
     save_checkpoint(d / MODEL_FILE, {"state_dict": model.state_dict()})
     record = {"format": RUN_FORMAT, "sizes": list(model.sizes), "activation": model.activation_kind.value, **meta}
-    _write_text_atomic(d / MODEL_META_FILE, json.dumps(record, indent=2) + "\n")
+    write_text_atomic(d / MODEL_META_FILE, json.dumps(record, indent=2) + "\n")
 
 
 def load_trained_mlp(directory: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any]]:
@@ -730,7 +714,7 @@ def write_evaluation(out_dir: str | os.PathLike[str], chip: Chip, config: RunCon
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_evaluation_h5(out / "evaluation.h5", chip, config, evaluations)
-    _write_text_atomic(out / "evaluation.json", json.dumps(
+    write_text_atomic(out / "evaluation.json", json.dumps(
         {name: {"clean_digital": ev.clean_digital, **{k: s.to_json() for k, s in ev.sweeps().items()}}
          for name, ev in evaluations.items()}, indent=1) + "\n")
     return [out / "evaluation.h5", out / "evaluation.json", *_plot(evaluations, trainings or {}, out)]

@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training._atomic import write_json_atomic
 from training._checks import check_enum, check_float, check_int, check_optional_instance
 from training.activations import ActivationKind
 from training.checkpoint import load_checkpoint, save_checkpoint
@@ -346,24 +346,6 @@ class RunResult:
         )
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=1)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 _FIELDS_ADDED_LATER = ("init_from",)
 """StudyRun fields added after results were first cached: left out of the fingerprint while at their
 default, so earlier caches stay valid."""
@@ -475,7 +457,7 @@ def run_study(
         if run.init_from is not None:
             init = load_trained_model(by_name[run.init_from], results[run.init_from], root)
         results[run.name] = _train_and_score(run, data, ev, fp, root, teacher, init, progress)
-        _write_json_atomic(json_path, results[run.name].to_json())
+        write_json_atomic(json_path, results[run.name].to_json())
         if log is not None:
             log(f"finished {_summary(results[run.name])}")
     return results

@@ -12,7 +12,6 @@ import torch
 from tests.training.helpers import REAL_MNIST, needs_real_mnist
 from training.datasets import (
     CIFAR10_FILES,
-    MNIST_FILES,
     load_cifar10,
     load_embedded_mnist,
     load_fashion_mnist,
