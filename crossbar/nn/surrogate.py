@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from crossbar import _surrogate_kernels as _kernels
 from crossbar.config import InputRange, ReadNoiseSampling, ScaleMode
 from crossbar.fitting import SurrogateParams
 
@@ -104,16 +105,60 @@ class SurrogateNoise:
                    correlated=z(batch), uncorrelated=z(batch, n_out))
 
 
+# --------------------------------------------------------------------------------------------------
+# Random numbers and the CPU kernels
+# --------------------------------------------------------------------------------------------------
+
+_CPU_KERNELS = True
+"""Run the element-wise stages of CPU tensors in the numba kernels of :mod:`crossbar._surrogate_kernels`
+(``False``: in torch ops, as on other devices; the tests run both and compare them)."""
+
+
+def _cpu_kernels(t: Tensor) -> bool:
+    return _CPU_KERNELS and t.device.type == "cpu"
+
+
+def _np(t: Tensor) -> np.ndarray:
+    """A writable NumPy view of a contiguous CPU tensor (no copy)."""
+    return t.detach().numpy()
+
+
+def _randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None, out: Tensor | None = None) -> Tensor:
+    """Standard normals of ``shape`` on the device and in the dtype of ``like``, from ``generator``.
+
+    CPU: one 63-bit seed from ``generator`` (torch's global CPU generator if ``None``) and the draw of
+    that seed by the counter-based xoshiro256++ / Box-Muller streams of :mod:`crossbar._rng` (about
+    1 ns per normal, five times faster than torch's mt19937 normals, which were the surrogate's largest
+    cost after its GEMM; :func:`crossbar._surrogate_kernels.fill_standard_normal`). They are standard
+    normal to float32 precision in either dtype (radius truncated at 6.66, probability 2^-32;
+    ``tests/crossbar/test_rng.py``). Other devices: ``torch.randn``. Either way the same generator
+    state gives the same numbers. ``out``: a contiguous CPU buffer of ``shape`` to fill instead.
+    """
+    if like.device.type != "cpu":
+        return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+    seed = int(torch.randint(0, 2**63 - 1, (), generator=generator))
+    out = torch.empty(shape, dtype=like.dtype) if out is None else out
+    if out.numel():
+        _kernels.fill_standard_normal(_np(out).reshape(-1), np.uint64(seed))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Fused stages (autograd Functions)
+# --------------------------------------------------------------------------------------------------
+#
+# Old-style Functions (``forward(ctx, ...)``): with a separate ``setup_context`` torch binds the
+# arguments through ``inspect.signature`` at every call (measured: 36 us per call against 6 us), which
+# at training shapes (a 784 x 64 layer, batch 128) cost more than the layer's arithmetic. Tensors the
+# backward pass needs are saved with ``save_for_backward``, intermediates included (no double backward).
+
+
 class _RoundSTE(torch.autograd.Function):
     """``round(x)`` with a straight-through gradient (the identity)."""
 
     @staticmethod
-    def forward(x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
         return torch.round(x)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        pass
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
@@ -124,101 +169,261 @@ def _round_ste(x: Tensor) -> Tensor:
     return _RoundSTE.apply(x)
 
 
-class _NoisyWeight(torch.autograd.Function):
-    """``w_eff = m w / s + sqrt(max(q0 + q1 a + q2 a^2, 0)) z`` with ``a = |w| / s``, in one buffer.
+class _RowScale(torch.autograd.Function):
+    """The scale of every row of ``t`` (n, m): ``s = max_j |t_j|``, 1 for a row of zeros (as the chip's mapping).
 
-    ``s`` broadcasts against ``w`` (the weight scale per tile row and output). Exact gradients with respect
-    to ``w`` and ``s`` for the given ``z`` (with ``std_gradient=False`` the std is held constant); ``z`` gets
-    none. Equivalent to the unfused torch ops, with two allocations instead of about ten.
+    Gradient as ``torch.amax``'s: shared equally by the ties of the maximum, times their sign; none for
+    a row of zeros (its scale is the constant 1). Hand-written: through autograd the abs, amax and
+    where nodes cost ten times the forward pass (measured: 220 us against 20 us for a 256 x 256 weight).
     """
 
     @staticmethod
-    def forward(w: Tensor, s: Tensor, z: Tensor, m: float, q0: float, q1: float, q2: float, std_gradient: bool) -> Tensor:  # type: ignore[override]
-        out = w / s
-        a = out.abs()
-        if q2 != 0:
-            var = a * q2
-            var.add_(q1).mul_(a).add_(q0)
-        else:
-            var = a * q1
-            var.add_(q0)
-        std = var.clamp_min_(torch.finfo(var.dtype).tiny).sqrt_()
-        if m != 1.0:
-            out.mul_(m)
-        return out.addcmul_(std, z)
+    def forward(ctx: Any, t: Tensor) -> Tensor:  # type: ignore[override]
+        peak = torch.maximum(t.amax(dim=1), t.amin(dim=1).neg_())  # max |t| without an |t| buffer
+        ctx.save_for_backward(t, peak)
+        return torch.where(peak > 0, peak, 1.0)
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        w, s, z, m, q0, q1, q2, std_gradient = inputs
-        ctx.save_for_backward(w, s, z)
-        ctx.coeffs = (m, q0, q1, q2, std_gradient)
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        t, peak = ctx.saved_tensors
+        if _cpu_kernels(t):
+            out = torch.empty_like(t)
+            _kernels.abs_max_backward(_np(t.contiguous()), _np(peak), _np(grad.contiguous()), _np(out))
+            return out
+        ties = t.abs() == peak.unsqueeze(1)
+        share = torch.where(peak > 0, grad, 0.0) / ties.sum(dim=1)
+        return torch.sign(t) * ties * share.unsqueeze(1)
+
+
+class _Dac(torch.autograd.Function):
+    """Input codes per tile row, (K, B, R): ``u = Q(x c)``, ``c = inv_unit / s`` per vector, zero-padded.
+
+    ``Q`` is rounding (``quantize``) or the identity; tile row k holds inputs ``k R ... (k + 1) R - 1``.
+    Gradients, rounding straight-through: ``du/dx = c`` and ``du/ds = -x c / s``; the padding gets none.
+    ``out``: a (K, B, R) buffer for the codes (CPU, no gradient wanted).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, s: Tensor, inv_unit: float, quantize: bool, k_tiles: int, rows: int,  # type: ignore[override]
+                out: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, s)
+        ctx.inv_unit = inv_unit
+        n_b, n_in = x.shape
+        if _cpu_kernels(x):
+            u = x.new_empty((k_tiles, n_b, rows)) if out is None else out
+            _kernels.dac_codes(_np(x.contiguous()), _np(s.contiguous()).reshape(n_b), _np(x).dtype.type(inv_unit), quantize, _np(u))
+            return u
+        c = s.reciprocal().mul_(inv_unit)
+        if k_tiles == 1:
+            u = torch.mul(x, c).unsqueeze(0)
+        else:
+            u = x.new_empty((k_tiles, n_b, rows))
+            full = n_in // rows
+            if full:
+                torch.mul(x[:, : full * rows].view(n_b, full, rows).transpose(0, 1), c, out=u[:full])
+            if full < k_tiles:
+                last = n_in - full * rows
+                torch.mul(x[:, full * rows :], c, out=u[full, :, :last])
+                u[full, :, last:].zero_()
+        return u.round_() if quantize else u
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        w, s, z = ctx.saved_tensors
-        m, q0, q1, q2, std_gradient = ctx.coeffs
-        inv_s = 1.0 / s
-        w_rel = w * inv_s
-        # d w_eff / d w_rel = m + z std'(a) sign(w_rel), std' = (q1 + 2 q2 a) / (2 std) where var > 0
-        d = torch.full_like(w_rel, m)
-        if std_gradient:
-            a = w_rel.abs()
-            var = (a * q2 + q1) * a + q0
-            pos = var > 0
-            slope = torch.where(pos, (a * (2 * q2) + q1) / (2 * torch.sqrt(torch.where(pos, var, 1.0))), 0.0)
-            d = d + z * slope * torch.sign(w_rel)
-        g_rel = grad * d
-        grad_w = g_rel * inv_s if ctx.needs_input_grad[0] else None
-        grad_s = None
-        if ctx.needs_input_grad[1]:
-            full = -(g_rel * w_rel) * inv_s  # d w_rel / d s = -w_rel / s
-            dims = [i for i, (n_s, n_w) in enumerate(zip(s.shape, full.shape)) if n_s == 1 and n_w != 1]
-            grad_s = full.sum(dim=dims, keepdim=True) if dims else full
-        return grad_w, grad_s, None, None, None, None, None, None
+        x, s = ctx.saved_tensors
+        n_b, n_in = x.shape
+        g = grad[0] if grad.shape[0] == 1 else grad.transpose(0, 1).reshape(n_b, -1)[:, :n_in]
+        c = ctx.inv_unit / s
+        grad_x = g * c if ctx.needs_input_grad[0] else None
+        grad_s = (g * x).sum(dim=1, keepdim=True).mul_(-c / s) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_s, None, None, None, None, None
 
 
-class _ReadOut(torch.autograd.Function):
-    """One tile partial read out: ``out = scale * Q(clip(P + std z, -L, L))`` in one buffer.
+_Coefficients = tuple[float, float, float]
 
-    Gradients: with respect to P and std, ``scale * 1{|P + std z| <= L}`` (times z for std), rounding
-    straight-through; with respect to the per-output scale, ``sum_b Q(...)``. ``z`` gets none (noise).
-    Equivalent to the unfused torch ops, with one allocation instead of five.
+
+def _static_std(w_rel: Tensor, q: _Coefficients) -> Tensor:
+    """``sqrt(max(q0 + q1 |w_rel| + q2 w_rel^2, tiny))`` in one new buffer."""
+    q0, q1, q2 = q
+    std = w_rel.abs().mul_(q1).add_(q0)
+    if q2 != 0:
+        std.addcmul_(w_rel, w_rel, value=q2)
+    return std.clamp_min_(torch.finfo(std.dtype).tiny).sqrt_()
+
+
+def _surely_positive(q: _Coefficients) -> bool:
+    """Whether ``q0 + q1 a + q2 a^2`` is clearly positive for every a in [0, 1] (|w~| <= 1 by the mapping),
+    so that no variance is clamped, also after rounding."""
+    q0, q1, q2 = q
+    low = min(q0, q0 + q1 + q2)
+    if q2 > 0 and 0 < -q1 / (2 * q2) < 1:
+        low = min(low, q0 - q1 * q1 / (4 * q2))
+    return low > 1e-6 * (abs(q0) + abs(q1) + abs(q2))
+
+
+def _std_slope(w_rel: Tensor, std: Tensor, q: _Coefficients) -> Tensor:
+    """``d std / d w_rel = (q1 sign(w_rel) + 2 q2 w_rel) / (2 std)``, 0 where the variance was clamped."""
+    _, q1, q2 = q
+    slope = torch.sign(w_rel).mul_(0.5 * q1)
+    if q2 != 0:
+        slope.add_(w_rel, alpha=q2)
+    slope.div_(std)
+    if not _surely_positive(q):
+        slope.masked_fill_(std <= math.sqrt(torch.finfo(std.dtype).tiny), 0.0)
+    return slope
+
+
+class _NoisyWeight(torch.autograd.Function):
+    """``w_eff = m w / s + sum_t sqrt(max(q0_t + q1_t a + q2_t a^2, 0)) z_t``, ``a = |w| / s``, one or two terms.
+
+    ``s`` broadcasts against ``w`` (the weight scale per tile row and output). Exact gradients with
+    respect to ``w`` and ``s`` for the given ``z_t`` (with ``std_gradient=False`` the std is held
+    constant); the ``z_t`` get none. A term whose std is a constant (``q1 = q2 = 0``) is a scaled draw.
+    ``overwrite[t]`` (no gradient wanted, draw t owned by the caller): the torch ops may reuse draw t's
+    buffer; ``out``: the result's buffer for the CPU kernel (no gradient wanted).
+    With ``need_grad`` the forward pass also forms ``d w_eff / d(w / s)`` (one buffer of the weight's
+    size, in place of the draws), so the backward pass is three element-wise products and a sum.
     """
 
     @staticmethod
-    def forward(partial: Tensor, std: Tensor | None, sigma: float, z: Tensor | None, limit: float, quantize: bool,  # type: ignore[override]
-                scale: Tensor) -> Tensor:
-        if z is None:
-            out = partial.clone()
-        elif std is None:
-            out = torch.add(partial, z, alpha=sigma)
+    def forward(ctx: Any, w: Tensor, s: Tensor, m: float, z1: Tensor, q1: _Coefficients, z2: Tensor | None,  # type: ignore[override]
+                q2: _Coefficients, std_gradient: bool, overwrite: tuple[bool, bool], need_grad: bool,
+                out: Tensor | None) -> Tensor:
+        want_slope = need_grad and std_gradient
+        if _cpu_kernels(w):
+            out, slope = _NoisyWeight._cpu(w, s, m, z1, q1, z2, q2, out, want_slope)
         else:
-            out = torch.addcmul(partial, std, z)
-        inside = None
+            out, slope = _NoisyWeight._torch(w, s, m, z1, q1, z2, q2, overwrite, want_slope)
+        if need_grad:
+            ctx.save_for_backward(w, s, slope)
+            ctx.m = m
+        return out
+
+    @staticmethod
+    def _cpu(w: Tensor, s: Tensor, m: float, z1: Tensor, q1: _Coefficients, z2: Tensor | None, q2: _Coefficients,
+             out: Tensor | None, want_slope: bool) -> tuple[Tensor, Tensor | None]:
+        k, n_out, rows = w.shape
+        w = w.contiguous()
+        z1 = z1.contiguous()
+        out = torch.empty_like(w) if out is None else out
+        slope = torch.empty_like(w) if want_slope else None
+
+        def arr(t: Tensor) -> np.ndarray:
+            return _np(t).reshape(k * n_out, rows)
+
+        w2, out2 = arr(w), arr(out)
+        dt = w2.dtype.type
+        _kernels.noisy_weight(
+            w2, _np(s.contiguous()).reshape(k * n_out), dt(m), arr(z1), dt(q1[0]), dt(q1[1]), dt(q1[2]),
+            arr(z1) if z2 is None else arr(z2.contiguous()), dt(q2[0]), dt(q2[1]), dt(q2[2]), z2 is not None,
+            dt(torch.finfo(w.dtype).tiny), out2, out2 if slope is None else arr(slope), want_slope,
+        )
+        return out, slope
+
+    @staticmethod
+    def _torch(w: Tensor, s: Tensor, m: float, z1: Tensor, q1: _Coefficients, z2: Tensor | None, q2: _Coefficients,
+               overwrite: tuple[bool, bool], want_slope: bool) -> tuple[Tensor, Tensor | None]:
+        w_rel = w / s
+        out = slope = None
+        for z, q, mine in ((z1, q1, overwrite[0]), (z2, q2, overwrite[1])):
+            if z is None:
+                continue
+            if q[1] == 0 and q[2] == 0:
+                sd = math.sqrt(max(q[0], torch.finfo(w.dtype).tiny))
+                term = z.mul_(sd) if mine else z * sd
+            else:
+                std = _static_std(w_rel, q)
+                if want_slope:
+                    d = _std_slope(w_rel, std, q).mul_(z)
+                    slope = d if slope is None else slope.add_(d)
+                term = z.mul_(std) if mine else std.mul_(z)
+            out = term if out is None else out.add_(term)
+        assert out is not None
+        return out.add_(w_rel, alpha=m), None if slope is None else slope.add_(m)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        w, s, slope = ctx.saved_tensors
+        g_rel = grad * ctx.m if slope is None else grad * slope  # d w_eff / d w_rel = m + sum_t z_t std_t'
+        grad_w = g_rel / s if ctx.needs_input_grad[0] else None
+        grad_s = None
+        if ctx.needs_input_grad[1]:
+            full = g_rel.mul_(w).div_(s)  # d w_rel / d s = -w_rel / s: the minus and 1/s after the sum
+            dims = [i for i, (n_s, n_w) in enumerate(zip(s.shape, full.shape)) if n_s == 1 and n_w != 1]
+            grad_s = (full.sum(dim=dims, keepdim=True) if dims else full).div_(s).neg_()
+        return grad_w, grad_s, None, None, None, None, None, None, None, None, None
+
+
+class _ReadOut(torch.autograd.Function):
+    """Every tile partial read out: ``out = scale Q(clip(P + std z, -L, L))``, in one buffer.
+
+    Shapes (K, B, n_out), ``scale`` (K, 1, n_out); ``std`` is a tensor (data-dependent noise) or
+    ``None`` for the constant ``sigma``; ``z`` ``None``: no noise. Gradients: with respect to P and std,
+    ``scale 1{|P + std z| <= L}`` (times z for std), rounding straight-through, clipping exact; with
+    respect to the scale, ``sum_b Q(...)``; ``z`` gets none (noise). ``overwrite``: build the result in
+    P's buffer (no gradient wanted); ``z_owned``: in z's buffer when ``std`` is ``None`` (z is then not
+    needed for the gradient). ``need_grad``: keep ``scale 1{...}`` for the backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, partial: Tensor, std: Tensor | None, z: Tensor | None, sigma: float, limit: float,  # type: ignore[override]
+                quantize: bool, scale: Tensor, overwrite: bool, z_owned: bool, need_grad: bool) -> Tensor:
+        if _cpu_kernels(partial):
+            out, gate = _ReadOut._cpu(partial, std, z, sigma, limit, quantize, scale, overwrite, need_grad)
+        else:
+            out, gate = _ReadOut._torch(partial, std, z, sigma, limit, quantize, scale, overwrite, z_owned, need_grad)
+        if need_grad:
+            ctx.save_for_backward(gate, out, z if std is not None else None, scale)
+        return out
+
+    @staticmethod
+    def _cpu(partial: Tensor, std: Tensor | None, z: Tensor | None, sigma: float, limit: float, quantize: bool,
+             scale: Tensor, overwrite: bool, need_grad: bool) -> tuple[Tensor, Tensor]:
+        p = partial.contiguous()
+        out = p if overwrite else torch.empty_like(p)
+        gate = torch.empty_like(p) if need_grad else out
+        pa = _np(p)
+        dt = pa.dtype.type
+        _kernels.read_out(
+            pa, pa if z is None else _np(z.contiguous()), pa if std is None else _np(std.contiguous()), std is not None,
+            dt(sigma), z is not None, dt(limit), quantize, _np(scale.contiguous()).reshape(p.shape[0], p.shape[2]), dt(0),
+            _np(out), _np(gate), need_grad,
+        )
+        return out, gate
+
+    @staticmethod
+    def _torch(partial: Tensor, std: Tensor | None, z: Tensor | None, sigma: float, limit: float, quantize: bool,
+               scale: Tensor, overwrite: bool, z_owned: bool, need_grad: bool) -> tuple[Tensor, Tensor]:
+        if z is None:
+            out = partial if overwrite else partial.clone()
+        elif std is not None:
+            out = partial.addcmul_(std, z) if overwrite else torch.addcmul(partial, std, z)
+        elif overwrite:
+            out = partial.add_(z, alpha=sigma)
+        elif z_owned:
+            out = z.mul_(sigma).add_(partial)
+        else:
+            out = torch.add(partial, z, alpha=sigma)
+        gate = scale
         if math.isfinite(limit):
-            inside = out.abs() <= limit
+            if need_grad:
+                gate = out.abs().le_(limit).mul_(scale)  # d out / d P: scale inside the range, 0 beyond
             out.clamp_(-limit, limit)
         if quantize:
             out.round_()
-        out.mul_(scale)
-        return out, inside
+        return out.mul_(scale), gate
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor | None]) -> None:
-        _, std, _, z, _, _, scale = inputs
-        out, inside = output
-        ctx.mark_non_differentiable(*(t for t in (inside,) if t is not None))
-        ctx.save_for_backward(out, inside, z if std is not None else None, scale)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor, _grad_inside: Any) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        out, inside, z, scale = ctx.saved_tensors
-        g = grad * scale
-        if inside is not None:
-            g = g * inside
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        gate, out, z, scale = ctx.saved_tensors
+        g = grad * gate
         grad_std = g * z if ctx.needs_input_grad[1] else None
-        grad_scale = (grad * out / scale).sum(dim=0) if ctx.needs_input_grad[6] else None
-        return g, grad_std, None, None, None, None, grad_scale
+        grad_scale = (grad * out).sum(dim=1, keepdim=True).div_(scale) if ctx.needs_input_grad[6] else None
+        return g, grad_std, None, None, None, None, grad_scale, None, None, None
+
+
+# --------------------------------------------------------------------------------------------------
+# The functional surrogate
+# --------------------------------------------------------------------------------------------------
 
 
 def _check_params(params: Any, where: str) -> SurrogateParams:
@@ -227,26 +432,20 @@ def _check_params(params: Any, where: str) -> SurrogateParams:
     return params
 
 
-def _weight_scales(weight: Tensor, params: SurrogateParams) -> Tensor:
-    """s_w per (tile row, output), shape (K, n_out); a block of zeros gets 1 (as the chip's mapping)."""
-    n_out, n_in = weight.shape
-    rows = params.tile_rows
-    k = -(-n_in // rows)
-    a = weight.abs()
-    if k == 1:
-        peak = a.amax(dim=1, keepdim=True).t()
-    else:
-        pad = k * rows - n_in
-        if pad:
-            a = torch.nn.functional.pad(a, (0, pad))
-        peak = a.reshape(n_out, k, rows).amax(dim=2).t()
+def _weight_scales(blocks: Tensor, params: SurrogateParams) -> Tensor:
+    """s_w per (tile row, output), shape (K, n_out), of the weight as (K, n_out, tile_rows) blocks (zero-padded);
+    a block of zeros gets 1 (as the chip's mapping)."""
+    k, n_out, rows = blocks.shape
+    if params.scale_mode is ScaleMode.PER_COLUMN:
+        return _RowScale.apply(blocks.reshape(k * n_out, rows)).view(k, n_out)
+    peak = blocks.abs().amax(dim=2)
     if params.scale_mode is ScaleMode.PER_TILE:
         cols = params.tile_cols
         c = -(-n_out // cols)
         pad = c * cols - n_out
         p = torch.nn.functional.pad(peak, (0, pad)) if pad else peak
         peak = p.reshape(k, c, cols).amax(dim=2, keepdim=True).expand(k, c, cols).reshape(k, c * cols)[:, :n_out]
-    return torch.where(peak > 0, peak, torch.ones_like(peak))
+    return torch.where(peak > 0, peak, 1.0)
 
 
 def _std(var: Tensor, keep_gradient: bool, *, positive: bool = False) -> Tensor:
@@ -255,16 +454,94 @@ def _std(var: Tensor, keep_gradient: bool, *, positive: bool = False) -> Tensor:
     return std if keep_gradient else std.detach()
 
 
-def _randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
-
-
 def _checked_noise(t: Tensor | None, shape: tuple[int, ...], like: Tensor, name: str) -> Tensor | None:
     if t is None:
         return None
     if tuple(t.shape) != shape:
         raise ValueError(f"surrogate_linear: noise.{name} has shape {tuple(t.shape)}, expected {shape}")
-    return t.to(dtype=like.dtype, device=like.device)
+    return t.detach().to(dtype=like.dtype, device=like.device)  # noise gets no gradient
+
+
+def _nonnegative_on_unit_interval(q0: float, q1: float, q2: float) -> bool:
+    """Whether ``q0 + q1 a + q2 a^2 >= 0`` for every a in [0, 1] (|w~| <= 1 by the mapping)."""
+    values = [q0, q0 + q1 + q2]
+    if q2 > 0 and 0 < -q1 / (2 * q2) < 1:
+        values.append(q0 - q1 * q1 / (4 * q2))
+    return min(values) >= 0
+
+
+def _blocks(t: Tensor, k_tiles: int, rows: int) -> Tensor:
+    """A (n, n_in) tensor as (K, n, rows) tile-row blocks, zero-padded (a copy when K > 1)."""
+    if k_tiles == 1:
+        return t.unsqueeze(0)
+    n_out, n_in = t.shape
+    pad = k_tiles * rows - n_in
+    return (torch.nn.functional.pad(t, (0, pad)) if pad else t).view(n_out, k_tiles, rows).transpose(0, 1).contiguous()
+
+
+def _tile_product(u: Tensor, w: Tensor, out: Tensor | None = None) -> Tensor:
+    """Every tile row's partial product, (K, B, n_out), of inputs (K, B, R) and weights (K, n_out, R)
+    (into ``out`` when given: no gradient wanted)."""
+    if out is not None:
+        if w.shape[0] == 1:
+            torch.mm(u[0], w[0].t(), out=out[0])
+        else:
+            torch.bmm(u, w.transpose(1, 2), out=out)
+        return out
+    if w.shape[0] == 1:
+        return torch.mm(u[0], w[0].t()).unsqueeze(0)
+    return torch.bmm(u, w.transpose(1, 2))
+
+
+class _Scratch:
+    """The scratch buffers of one forward without gradients on the CPU, carved from one allocation.
+
+    Separate buffers (7 MB for a 512 x 512 layer at batch 1024) freed at the end of every call made
+    glibc return the top of its heap to the system and fault the pages in again at the next call
+    (measured: 750-1500 page faults and up to 2.5 ms per forward on the development machine); one
+    allocation of their total size raises glibc's mmap and trim thresholds to it, after which the
+    memory is reused.
+    """
+
+    def __init__(self, shapes: list[tuple[int, ...]], like: Tensor) -> None:
+        self._buf = torch.empty(sum(math.prod(shape) for shape in shapes), dtype=like.dtype)
+        self._at = 0
+
+    def take(self, shape: tuple[int, ...]) -> Tensor:
+        n = math.prod(shape)
+        view = self._buf[self._at : self._at + n].view(shape)
+        self._at += n
+        return view
+
+
+def _read_out_sum(partial: Tensor, std: Tensor | None, z: Tensor | None, sigma: float, limit: float, quantize: bool,
+                  scale: Tensor, s_x: Tensor | float, bias: Tensor | None) -> Tensor:
+    """``s_x sum_k scale_k Q(clip(P_k + std_k z_k)) + bias`` without gradients on the CPU (one kernel pass)."""
+    k, n_b, n_out = partial.shape
+    partial = partial.contiguous()
+    p = _np(partial)
+    dt = p.dtype.type
+    y = torch.empty((n_b, n_out), dtype=partial.dtype)
+    sx = s_x.reshape(n_b) if isinstance(s_x, Tensor) else torch.full((n_b,), s_x, dtype=partial.dtype)
+    _kernels.read_out_sum(
+        p, p if z is None else _np(z.contiguous()), p if std is None else _np(std.contiguous()), std is not None, dt(sigma),
+        z is not None, dt(limit), quantize, _np(scale.contiguous()).reshape(k, n_out), _np(sx.contiguous()),
+        _np(sx) if bias is None else _np(bias.contiguous()), bias is not None, dt(0), _np(y),
+    )
+    return y
+
+
+def _add_activation_noise(y: Tensor, params: SurrogateParams, generator: torch.Generator | None,
+                          correlated: Tensor | None, uncorrelated: Tensor | None, inplace: bool) -> Tensor:
+    s_c, s_u = params.activation_correlated_std_rel, params.activation_uncorrelated_std_rel
+    if s_c > 0:
+        n_b = correlated if correlated is not None else _randn((y.shape[0],), y, generator)
+        n_b = n_b.reshape((-1,) + (1,) * (y.ndim - 1))
+        y = y.add_(n_b, alpha=s_c) if inplace else torch.add(y, n_b, alpha=s_c)
+    if s_u > 0:
+        n_bi = uncorrelated if uncorrelated is not None else _randn(tuple(y.shape), y, generator)
+        y = y.add_(n_bi, alpha=s_u) if inplace else torch.add(y, n_bi, alpha=s_u)
+    return y
 
 
 def surrogate_activation_noise(
@@ -279,14 +556,7 @@ def surrogate_activation_noise(
 
     ``correlated`` (shape (B,)) and ``uncorrelated`` (shape of ``y``) replace the draws when given.
     """
-    s_c, s_u = params.activation_correlated_std_rel, params.activation_uncorrelated_std_rel
-    if s_c > 0:
-        n_b = correlated if correlated is not None else _randn((y.shape[0],), y, generator)
-        y = y + s_c * n_b.reshape((-1,) + (1,) * (y.ndim - 1))
-    if s_u > 0:
-        n_bi = uncorrelated if uncorrelated is not None else _randn(tuple(y.shape), y, generator)
-        y = y + s_u * n_bi
-    return y
+    return _add_activation_noise(y, params, generator, correlated, uncorrelated, inplace=False)
 
 
 def surrogate_linear(
@@ -327,6 +597,13 @@ def surrogate_linear(
     Returns
     -------
     Tensor, shape (*, out_features), dtype and device of ``input``.
+
+    Notes
+    -----
+    Cost (module docstring, "Cost"): one GEMM (two with ``PER_SAMPLE``), ``n_out n_in`` weight-noise
+    normals (one draw for every per-forward weight term: the static error with a fresh draw and the
+    per-batch read noise, whose variances add) and ``K B n_out`` output-noise normals; without
+    gradients the element-wise stages work in place.
     """
     where = "surrogate_linear"
     params = _check_params(params, where)
@@ -347,104 +624,131 @@ def surrogate_linear(
     lead = input.shape[:-1]
     x = input.reshape(-1, n_in)
     n_b = x.shape[0]
-    rows = params.tile_rows
-    k_tiles = -(-n_in // rows)
+    rows = min(params.tile_rows, n_in)
+    k_tiles = -(-n_in // rows)  # tile rows; the inputs are zero-padded to k_tiles * rows
+    # Without gradients every element-wise stage works in place on buffers it owns.
+    track = torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+    kernels = _cpu_kernels(x)
 
-    # 1. DAC: x~ = unit_x * u with u the quantizer's integer code (or x / s_x when ideal)
-    if params.input_range is InputRange.PER_SAMPLE_ABSMAX:
-        peak = x.abs().amax(dim=1, keepdim=True)
-        s_x: Tensor | float = torch.where(peak > 0, peak, torch.ones_like(peak))
-    else:
-        s_x = params.input_max
-    unit_x = 1.0
-    if params.dac_bits is not None:
-        n_dac = (1 << (params.dac_bits - 1)) - 1
-        unit_x = 1.0 / n_dac
-    if params.input_range is InputRange.FIXED and params.clip_inputs:
-        u = (x * (1.0 / params.input_max)).clamp(-1.0, 1.0)
-        if unit_x != 1.0:
-            u = u * (1.0 / unit_x)
-    else:
-        u = x * (1.0 / (s_x * unit_x)) if isinstance(s_x, float) else x / (s_x * unit_x)
-    if params.dac_bits is not None:
-        u = _round_ste(u)
-
-    # Currents are carried in units of the ADC step (of I_dev without ADC quantization): the scale from
-    # input codes to those units, to_out, is folded into the weights and their noise.
-    unit_out = params.adc_step_rel if params.adc_step_rel is not None else 1.0
-    to_out = unit_x / unit_out
-    k2 = to_out * to_out
-
-    # 2.-4. mapping, static error and per-read weight noise (variances scaled by to_out^2)
-    s_w = _weight_scales(weight, params)  # (K, out)
-    s_full = s_w.t() if k_tiles == 1 else s_w.repeat_interleave(rows, dim=0)[:n_in].t()
+    # the weight-noise terms: (variance coefficients q0, q1, q2 of |w~|, draw or None for a fresh one)
     c0, c1, c2 = params.static_var_c0_rel, params.static_var_c1_rel, params.static_var_c2_rel
     alpha, alpha0 = params.read_noise_alpha_rel, params.read_noise_offset_rel
     has_static = c0 != 0 or c1 != 0 or c2 != 0
     has_read = alpha > 0 or alpha0 > 0
     per_batch = read_noise_sampling is ReadNoiseSampling.PER_BATCH
-    mean_scale = params.gain_rel * to_out
-    z_static = _checked_noise(noise.static, (n_out, n_in), x, "static")
-    z_read_w = _checked_noise(noise.read_weight, (n_out, n_in), x, "read_weight")
-    # the weight-noise terms: (variance coefficients q0, q1, q2 of |w~|, draw)
-    terms: list[tuple[float, float, float, Tensor | None]] = []
-    if per_batch and has_static and has_read and z_static is None and z_read_w is None:
-        terms.append((c0 + alpha0, c1 + alpha, c2, None))  # both fresh: one draw with the summed variance
+
+    def weight_noise(t: Tensor | None, name: str) -> Tensor | None:
+        t = _checked_noise(t, (n_out, n_in), x, name)
+        return None if t is None else _blocks(t, k_tiles, rows)
+
+    z_static = weight_noise(noise.static, "static")
+    z_read_w = weight_noise(noise.read_weight, "read_weight")
+    terms: list[tuple[_Coefficients, Tensor | None]] = []
+    if (per_batch and has_static and has_read and z_static is None and z_read_w is None
+            and _nonnegative_on_unit_interval(c0, c1, c2)):
+        # both drawn afresh: independent Gaussians, one draw with the summed variance (the same distribution)
+        terms.append(((c0 + alpha0, c1 + alpha, c2), None))
     else:
         if has_static:
-            terms.append((c0, c1, c2, z_static))
+            terms.append(((c0, c1, c2), z_static))
         if has_read and per_batch:
-            terms.append((alpha0, alpha, 0.0, z_read_w))
-    if not terms:
-        w_eff = weight / s_full if mean_scale == 1.0 else weight * (mean_scale / s_full)
-    else:
-        w_eff = None
-        for q0, q1, q2, z in terms:
-            zz = z if z is not None else _randn((n_out, n_in), x, generator)
-            noisy = _NoisyWeight.apply(weight, s_full, zz, mean_scale if w_eff is None else 0.0, k2 * q0, k2 * q1, k2 * q2,
-                                       noise_std_gradient)
-            w_eff = noisy if w_eff is None else w_eff + noisy
-    var_read = None
-    if has_read and not per_batch:
-        var_read = (weight / s_full).abs() * (k2 * alpha) + k2 * alpha0
-
-    # 4.-5. per tile row: partial current, output noise, ADC; digital rescale and sum
-    z_out = _checked_noise(noise.read_output, (k_tiles, n_b, n_out), x, "read_output")
+            terms.append(((alpha0, alpha, 0.0), z_read_w))
+    unit_out = params.adc_step_rel if params.adc_step_rel is not None else 1.0
     sigma = params.output_noise_std_rel / unit_out
-    beta = params.beta_rel / unit_out  # beta |I~| in I_dev^2 is (beta / unit_out) |I~ / unit_out| in unit_out^2
-    limit = params.adc_full_scale_rel / unit_out
-    y: Tensor | None = None
-    for k in range(k_tiles):
-        if k_tiles == 1:
-            uk, wk = u, w_eff
-        else:
-            uk, wk = u[:, k * rows : (k + 1) * rows], w_eff[:, k * rows : (k + 1) * rows]
-        partial = uk @ wk.t()
-        var = None
-        if var_read is not None:
-            vk = var_read if k_tiles == 1 else var_read[:, k * rows : (k + 1) * rows]
-            var = (uk * uk) @ vk.t()
-        if beta > 0:
-            term = partial.abs() * beta
-            var = term if var is None else var + term
-        zk = std = None
-        if var is not None or sigma > 0:
-            zk = z_out[k] if z_out is not None else _randn((n_b, n_out), x, generator)
-            if var is not None:
-                std = _std(var + sigma * sigma, noise_std_gradient, positive=sigma > 0)
-        scale_k = s_w[k] * unit_out if unit_out != 1.0 else s_w[k]
-        contrib, _ = _ReadOut.apply(partial, std, sigma, zk, limit, params.adc_step_rel is not None, scale_k)
-        y = contrib if y is None else y + contrib
-    assert y is not None
-    if bias is not None:
-        y = torch.addcmul(bias, y, s_x) if isinstance(s_x, Tensor) else torch.add(bias, y, alpha=s_x)
+    z_out = _checked_noise(noise.read_output, (k_tiles, n_b, n_out), x, "read_output")
+    fresh_out = z_out is None and (sigma > 0 or params.beta_rel > 0 or (has_read and not per_batch))
+    per_sample_dac = params.input_range is InputRange.PER_SAMPLE_ABSMAX
+    scratch = None
+    if not track and kernels:
+        shapes = [(k_tiles, n_b, rows)] if per_sample_dac else []
+        shapes += [(k_tiles, n_out, rows) for _, z in terms if z is None] + [(k_tiles, n_out, rows)] * bool(terms)
+        shapes += [(k_tiles, n_b, n_out)] * (1 + fresh_out)
+        scratch = _Scratch(shapes, x)
+
+    def buffer(shape: tuple[int, ...]) -> Tensor | None:
+        return None if scratch is None else scratch.take(shape)
+
+    # 1. DAC: u = x~ / unit_x, the quantizer's integer code (or x / s_x when ideal), per tile row (K, B, rows)
+    unit_x = 1.0
+    if params.dac_bits is not None:
+        unit_x = 1.0 / ((1 << (params.dac_bits - 1)) - 1)
+    s_x: Tensor | float
+    if per_sample_dac:
+        s_x = _RowScale.apply(x).unsqueeze(1)
+        u = _Dac.apply(x, s_x, 1.0 / unit_x, params.dac_bits is not None, k_tiles, rows, buffer((k_tiles, n_b, rows)))
     else:
-        y = y * s_x
+        s_x = params.input_max
+        if params.clip_inputs:
+            v = (x * (1.0 / s_x)).clamp(-1.0, 1.0)
+            if unit_x != 1.0:
+                v = v * (1.0 / unit_x)
+        else:
+            v = x * (1.0 / (s_x * unit_x))
+        if params.dac_bits is not None:
+            v = _round_ste(v)
+        u = _blocks(v, k_tiles, rows)  # (B, n_in) -> (K, B, rows)
+
+    # Currents are carried in units of the ADC step (of I_dev without ADC quantization): the scale from
+    # input codes to those units, to_out, is folded into the weights and their noise.
+    to_out = unit_x / unit_out
+    k2 = to_out * to_out
+
+    # 2.-4. mapping, static error and per-read weight noise (variances scaled by to_out^2), on the
+    # weight's tile-row blocks (K, n_out, rows); s_w (K, n_out)
+    w_blocks = _blocks(weight, k_tiles, rows)
+    s_w = _weight_scales(w_blocks, params)
+    s_b = s_w.unsqueeze(2)
+    mean_scale = params.gain_rel * to_out
+    if not terms:
+        w_eff = w_blocks * (mean_scale / s_b)
+    else:
+        shape_w = tuple(w_blocks.shape)
+        zs = [(z if z is not None else _randn(shape_w, x, generator, buffer(shape_w)), z is None) for _, z in terms]
+        qs = [(k2 * q0, k2 * q1, k2 * q2) for (q0, q1, q2), _ in terms]
+        if len(zs) == 1:
+            zs.append((None, False))
+            qs.append((0.0, 0.0, 0.0))
+        w_eff = _NoisyWeight.apply(w_blocks, s_b, mean_scale, zs[0][0], qs[0], zs[1][0], qs[1], noise_std_gradient,
+                                   (not track and zs[0][1], not track and zs[1][1]), track, buffer(shape_w))
+
+    # 4.-5. every tile row's partial current at once (K, B, n_out), output noise, ADC; digital rescale and sum
+    partial = _tile_product(u, w_eff, buffer((k_tiles, n_b, n_out)))
+    beta = params.beta_rel / unit_out  # beta |I~| in I_dev^2 is (beta / unit_out) |I~ / unit_out| in unit_out^2
+    var = None
+    if has_read and not per_batch:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and noise_std_gradient):
+            var_read = (w_blocks / s_b).abs().mul(k2 * alpha).add(k2 * alpha0)
+            var = _tile_product(u * u, var_read)
+    if beta > 0:
+        term = partial.abs() * beta
+        var = term if var is None else var + term
+    z_owned = z_out is None
+    std = None
+    if var is not None or sigma > 0:
+        if z_out is None:
+            z_out = _randn((k_tiles, n_b, n_out), x, generator, buffer((k_tiles, n_b, n_out)))
+        if var is not None:
+            std = _std(var + sigma * sigma, noise_std_gradient, positive=sigma > 0)
+    scale = (s_w * unit_out if unit_out != 1.0 else s_w).unsqueeze(1)  # (K, 1, n_out)
+    limit = params.adc_full_scale_rel / unit_out
+    quantize = params.adc_bits is not None
+    if not track and kernels:  # read-out, sum over tile rows and digital rescale in one pass
+        y = _read_out_sum(partial, std, z_out, sigma, limit, quantize, scale, s_x, bias)
+    else:
+        out = _ReadOut.apply(partial, std, z_out, sigma, limit, quantize, scale, not track, z_owned, track)
+        y = out[0] if k_tiles == 1 else out.sum(dim=0)
+        if not track:
+            y = y.mul_(s_x)
+            if bias is not None:
+                y = y.add_(bias)
+        elif bias is not None:
+            y = torch.addcmul(bias, y, s_x) if isinstance(s_x, Tensor) else torch.add(bias, y, alpha=s_x)
+        else:
+            y = y * s_x
     if activation_noise:
-        y = surrogate_activation_noise(
-            y, params, generator=generator,
-            correlated=_checked_noise(noise.correlated, (n_b,), x, "correlated"),
-            uncorrelated=_checked_noise(noise.uncorrelated, (n_b, n_out), x, "uncorrelated"),
+        y = _add_activation_noise(
+            y, params, generator, _checked_noise(noise.correlated, (n_b,), x, "correlated"),
+            _checked_noise(noise.uncorrelated, (n_b, n_out), x, "uncorrelated"), inplace=not track,
         )
     return y.reshape(*lead, n_out)
 

@@ -299,11 +299,15 @@ def test_characterizing_the_surrogate_recovers_its_parameters() -> None:
     char = characterize(_SurrogateChip(truth, cfg, seed=0),
                         protocol=CharacterizationProtocol(n_inputs=2048, times_sec=(), temperatures_kelvin=(), seed=1))
     rn = char.read_noise
-    for name, value in (("output_var_rel", 0.04**2), ("alpha_rel", 3e-4), ("offset_rel", 5e-5), ("beta_rel", 2e-3),
-                        ("activation_var_rel", 0.2**2 + 0.1**2)):
+    # Standard errors relative to the value, over 16 seeds (chip and protocol): offset 0.11-0.23, alpha
+    # 0.05-0.11, the others below 0.03. beta comes out low by about 3 standard errors on average: the
+    # estimator's feature is the ideal |x~ W~^T| while the model's |I~| carries the gain 0.95 (with
+    # gain_rel = 1 the z-scores centre on 0); a limitation of crossbar.characterization, not of the surrogate.
+    for name, value, rel_se in (("output_var_rel", 0.04**2, 0.1), ("alpha_rel", 3e-4, 0.2), ("offset_rel", 5e-5, 0.3),
+                                ("beta_rel", 2e-3, 0.1), ("activation_var_rel", 0.2**2 + 0.1**2, 0.1)):
         se = rn.std_error(name)
         assert abs(rn[name] - value) <= 4 * se, (name, rn[name], value, se)
-        assert se < 0.2 * value, (name, se)
+        assert se < rel_se * value, (name, se)
     assert abs(char.correlated_var_rel - 0.04) <= 4 * char.correlated_var_std_error
     p = char.surrogate_params
     assert p.gain_rel == pytest.approx(0.95, abs=0.01)

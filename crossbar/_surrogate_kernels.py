@@ -1,0 +1,182 @@
+"""numba kernels of the differentiable surrogate's element-wise stages on the CPU (:mod:`crossbar.nn.surrogate`).
+
+The torch ops these replace are each one pass over memory, often one allocation, and a few
+microseconds of dispatch; a surrogate forward had about forty of them around its one GEMM. Here every
+stage is one pass, and the kernels are serial: the caller's torch threads run the GEMM, and a loaded
+machine does not stall on thread hand-offs between short parallel regions. NumPy arrays in,
+preallocated outputs; scalars come in the arrays' dtype, so float32 work stays float32. Loops index
+from ``range`` starts at 0 on row views: an index numba cannot prove non-negative gets a wraparound
+branch that stops the vectorizer (measured: ten times slower).
+
+Random numbers: :func:`fill_standard_normal` writes the draw of a seed, element ``i`` being normal
+``i mod C`` of stream ``(seed, i // C)`` of :mod:`crossbar._rng` (``C`` = :data:`NORMAL_CHUNK`).
+Drawing inside the element-wise kernels instead (no array of draws) was tried and measured no faster:
+the generator, not the memory traffic, is the cost. Every kernel has a torch counterpart in
+:mod:`crossbar.nn.surrogate` (the path on other devices; the tests compare both) and the loop reference
+in ``tests/nn/test_surrogate.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from crossbar._jit import vector_kernel
+from crossbar._rng import fill_normal, normal_stream
+
+__all__ = [
+    "NORMAL_CHUNK",
+    "abs_max_backward",
+    "dac_codes",
+    "fill_standard_normal",
+    "noisy_weight",
+    "read_out",
+    "read_out_sum",
+]
+
+NORMAL_CHUNK = 1 << 16
+"""Normals per stream of one draw."""
+
+
+@vector_kernel
+def fill_standard_normal(out: np.ndarray, seed: np.uint64) -> None:
+    """``out`` (1-D, contiguous, float32 or float64) = the standard normals of draw ``seed`` (module docstring)."""
+    n = out.shape[0]
+    for c in range((n + NORMAL_CHUNK - 1) // NORMAL_CHUNK):
+        lo = c * NORMAL_CHUNK
+        fill_normal(out[lo:], min(n, lo + NORMAL_CHUNK) - lo, normal_stream(seed, np.uint64(c)))
+
+
+@vector_kernel
+def noisy_weight(w: np.ndarray, s: np.ndarray, m: float, z1: np.ndarray, a0: float, a1: float, a2: float,
+                 z2: np.ndarray, b0: float, b1: float, b2: float, two: bool, tiny: float, out: np.ndarray,
+                 slope: np.ndarray, want_slope: bool) -> None:
+    """``out = m w_rel + sum_t sqrt(max(v_t, tiny)) z_t`` with ``w_rel = w / s``, ``v_t = q0 + q1 |w_rel| + q2 w_rel^2``.
+
+    ``w``, ``z1``, ``z2``, ``out``, ``slope``: (n_rows, R), C-contiguous; ``s`` (n_rows,). Term 1 has
+    coefficients ``a``, term 2 (``two``) ``b``. With ``want_slope`` also
+    ``slope = m + sum_t z_t (q1 sign(w_rel) / 2 + q2 w_rel) / std_t`` (0 where ``v_t <= tiny``): the
+    derivative of ``out`` with respect to ``w_rel``. ``out`` must not overlap the inputs: written in
+    place into ``z1`` the loop runs scalar (measured eight times slower).
+    """
+    n_rows, r = w.shape
+    half_a1 = a1 * 0.5
+    half_b1 = b1 * 0.5
+    for q in range(n_rows):
+        sq = s[q]
+        ws, z1s, z2s, os_ = w[q], z1[q], z2[q], out[q]
+        if want_slope:
+            ss = slope[q]
+            for j in range(r):
+                wr = ws[j] / sq
+                aw = abs(wr)
+                sgn = np.sign(wr)
+                v = a0 + a1 * aw + a2 * wr * wr
+                d = m + z1s[j] * (half_a1 * sgn + a2 * wr) / math.sqrt(max(v, tiny)) if v > tiny else m
+                if two:
+                    v2 = b0 + b1 * aw + b2 * wr * wr
+                    if v2 > tiny:
+                        d += z2s[j] * (half_b1 * sgn + b2 * wr) / math.sqrt(v2)
+                ss[j] = d
+        for j in range(r):
+            wr = ws[j] / sq
+            aw = abs(wr)
+            acc = m * wr + math.sqrt(max(a0 + a1 * aw + a2 * wr * wr, tiny)) * z1s[j]
+            if two:
+                acc += math.sqrt(max(b0 + b1 * aw + b2 * wr * wr, tiny)) * z2s[j]
+            os_[j] = acc
+
+
+@vector_kernel
+def read_out(p: np.ndarray, z: np.ndarray, std: np.ndarray, use_std: bool, sigma: float, noisy: bool, limit: float,
+             quantize: bool, scale: np.ndarray, zero: float, out: np.ndarray, gate: np.ndarray, want_gate: bool) -> None:
+    """Every tile partial read out: ``out = scale Q(clip(v, -limit, limit))``, ``v = p + (std or sigma) z``.
+
+    ``p``, ``z``, ``std``, ``out``, ``gate``: (K, B, n_out); ``scale`` (K, n_out). ``noisy``: add the
+    noise (``std`` with ``use_std``, else the constant ``sigma``). ``Q`` rounds half to even
+    (``quantize``, as ``torch.round``). With ``want_gate`` also ``gate = scale 1{|v| <= limit}``, the
+    derivative of ``out`` with respect to ``p``. ``out`` may be ``p``.
+    """
+    k_tiles, n_b, n_out = p.shape
+    for k in range(k_tiles):
+        sc = scale[k]
+        for b in range(n_b):
+            ps, zs, ss, os_, gs = p[k, b], z[k, b], std[k, b], out[k, b], gate[k, b]
+            for o in range(n_out):
+                v = ps[o]
+                if noisy:
+                    v += (ss[o] if use_std else sigma) * zs[o]
+                if want_gate:
+                    gs[o] = sc[o] if abs(v) <= limit else zero
+                v = min(max(v, -limit), limit)
+                if quantize:
+                    v = np.rint(v)
+                os_[o] = sc[o] * v
+
+
+@vector_kernel
+def read_out_sum(p: np.ndarray, z: np.ndarray, std: np.ndarray, use_std: bool, sigma: float, noisy: bool, limit: float,
+                 quantize: bool, scale: np.ndarray, s_x: np.ndarray, bias: np.ndarray, has_bias: bool, zero: float,
+                 y: np.ndarray) -> None:
+    """:func:`read_out` and the digital stage without gradients: ``y = s_x sum_k scale_k Q(clip(v_k)) + bias``.
+
+    ``y`` (B, n_out), ``s_x`` (B,), ``bias`` (n_out,) when ``has_bias``. ``y`` holds the running sum
+    over tile rows; it may be ``p[0]``.
+    """
+    k_tiles, n_b, n_out = p.shape
+    for k in range(k_tiles):
+        sc = scale[k]
+        last = k == k_tiles - 1
+        for b in range(n_b):
+            ps, zs, ss, ys = p[k, b], z[k, b], std[k, b], y[b]
+            sx = s_x[b]
+            for o in range(n_out):
+                v = ps[o]
+                if noisy:
+                    v += (ss[o] if use_std else sigma) * zs[o]
+                v = min(max(v, -limit), limit)
+                if quantize:
+                    v = np.rint(v)
+                acc = sc[o] * v if k == 0 else ys[o] + sc[o] * v
+                if last:
+                    acc = acc * sx + (bias[o] if has_bias else zero)
+                ys[o] = acc
+
+
+@vector_kernel
+def dac_codes(x: np.ndarray, s: np.ndarray, inv_unit: float, quantize: bool, u: np.ndarray) -> None:
+    """Input codes per tile row: ``u[k, b, r] = Q(x[b, k R + r] inv_unit / s[b])``, 0 in the padding; ``u`` (K, B, R)."""
+    k_tiles, n_b, rows = u.shape
+    n_in = x.shape[1]
+    for k in range(k_tiles):
+        lo = k * rows
+        width = min(n_in, lo + rows) - lo
+        for b in range(n_b):
+            c = inv_unit / s[b]
+            xs = x[b, lo : lo + width]
+            us = u[k, b]
+            if quantize:
+                for t in range(width):
+                    us[t] = np.rint(xs[t] * c)
+            else:
+                for t in range(width):
+                    us[t] = xs[t] * c
+            for t in range(width, rows):
+                us[t] = 0.0
+
+
+@vector_kernel
+def abs_max_backward(t: np.ndarray, peak: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
+    """Gradient of a row scale ``max_j |t_j|`` (``t`` (n, m)): ``sign(t_j) g / n_ties`` at the ties of the row's
+    maximum (as ``torch.amax``), 0 elsewhere and for rows of zeros (their scale is the constant 1)."""
+    n, m = t.shape
+    for i in range(n):
+        p = peak[i]
+        ties = 0
+        for j in range(m):
+            ties += abs(t[i, j]) == p
+        share = g[i] / ties if p > 0 else 0.0
+        for j in range(m):
+            v = t[i, j]
+            out[i, j] = np.sign(v) * share if abs(v) == p else 0.0
