@@ -15,6 +15,7 @@ from crossbar import ADCConfig, Chip, ChipConfig, DACConfig, InputRange, ReadNoi
 from crossbar.characterization import CharacterizationProtocol, characterize, normalized_errors, probe_matrix
 from crossbar.characterization_io import read_characterization, write_characterization
 from crossbar.fitting import SurrogateParams, binned_std
+from crossbar.nn import surrogate as surrogate_module
 from crossbar.nn import (
     AnalogLinear,
     StaticNoise,
@@ -139,22 +140,35 @@ CASES = {
     "per-tile-fixed-range": NOISY.replace(scale_mode=ScaleMode.PER_TILE, input_range=InputRange.FIXED, input_max=1.5,
                                           adc_full_scale_rel=2.5),
     "one-tile": NOISY.replace(tile_rows=64, tile_cols=64, adc_bits=8, adc_full_scale_rel=12.0, dac_bits=8),
+    "clipping": NOISY.replace(dac_bits=6, adc_bits=5, adc_full_scale_rel=0.8),  # 20-40 % of the partials clip
     "ideal": SurrogateParams(tile_rows=8, tile_cols=4),
 }
 
 
+@pytest.fixture(params=[True, False], ids=["cpu-kernels", "torch-ops"])
+def backend(request, monkeypatch) -> bool:
+    """The element-wise stages on the CPU: the numba kernels (default) or the torch ops every other device runs."""
+    monkeypatch.setattr(surrogate_module, "_CPU_KERNELS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("sampling", list(ReadNoiseSampling), ids=lambda s: s.value)
 @pytest.mark.parametrize("name", list(CASES), ids=list(CASES))
-def test_forward_matches_the_loop_reference(name: str, sampling: ReadNoiseSampling) -> None:
+def test_forward_matches_the_loop_reference(name: str, sampling: ReadNoiseSampling, backend: bool) -> None:
+    """Both backends, with gradients wanted (out-of-place, autograd Functions) and without (in place, fused)."""
     p = CASES[name]
     x, w, b, g = _data()
     z = SurrogateNoise.draw(5, 6, 20, p, generator=g)
-    got = surrogate_linear(x, w, b, params=p, noise=z, read_noise_sampling=sampling)
-    torch.testing.assert_close(got, reference(x, w, b, p, z, sampling), rtol=1e-10, atol=1e-10)
+    want = reference(x, w, b, p, z, sampling)
+    with torch.no_grad():
+        torch.testing.assert_close(surrogate_linear(x, w, b, params=p, noise=z, read_noise_sampling=sampling), want,
+                                   rtol=1e-10, atol=1e-10)
+    got = surrogate_linear(x, w.clone().requires_grad_(True), b, params=p, noise=z, read_noise_sampling=sampling)
+    torch.testing.assert_close(got.detach(), want, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("sampling", list(ReadNoiseSampling), ids=lambda s: s.value)
-def test_gradcheck_with_frozen_noise(sampling: ReadNoiseSampling) -> None:
+def test_gradcheck_with_frozen_noise(sampling: ReadNoiseSampling, backend: bool) -> None:
     """Ideal converters: the surrogate is smooth almost everywhere, its gradient exact (float64)."""
     p = NOISY.replace(adc_full_scale_rel=50.0)
     x, w, b, g = _data(1, n_b=3, n_out=4, n_in=11)
@@ -165,8 +179,88 @@ def test_gradcheck_with_frozen_noise(sampling: ReadNoiseSampling) -> None:
     )
 
 
+@pytest.mark.parametrize("sampling", list(ReadNoiseSampling), ids=lambda s: s.value)
+def test_gradcheck_with_fresh_seeded_noise(sampling: ReadNoiseSampling, backend: bool) -> None:
+    """The paths that draw their own noise (one summed draw for static and read noise, buffers reused)
+    have the exact gradient too: with the generator reseeded at every call the surrogate is a fixed function."""
+    p = NOISY.replace(adc_full_scale_rel=50.0, beta_rel=0.0 if sampling is ReadNoiseSampling.PER_BATCH else 0.01)
+    x, w, b, _ = _data(7, n_b=3, n_out=4, n_in=11)
+    args = tuple(t.clone().requires_grad_(True) for t in (x, w, b))
+
+    def f(xx: torch.Tensor, ww: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
+        return surrogate_linear(xx, ww, bb, params=p, generator=torch.Generator().manual_seed(5), read_noise_sampling=sampling)
+
+    assert not torch.equal(f(*args), f(x, w * 1.01, b))  # the noise does depend on the weights (its std)
+    assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("sampling", list(ReadNoiseSampling), ids=lambda s: s.value)
+@pytest.mark.parametrize("name", ["all-noise", "converters", "per-tile-fixed-range"], ids=str)
+def test_backends_and_gradient_modes_agree_with_fresh_noise(name: str, sampling: ReadNoiseSampling, dtype: torch.dtype,
+                                                            monkeypatch) -> None:
+    """Same seed, same numbers: the CPU kernels and the torch ops (the code other devices run), each with
+    and without gradients wanted, give the same outputs and the same weight gradient."""
+    p = CASES[name].replace(beta_rel=0.0) if sampling is ReadNoiseSampling.PER_BATCH else CASES[name]
+    x, w, b, _ = _data(8, n_b=7, dtype=dtype)
+    results = []
+    for kernels in (True, False):
+        monkeypatch.setattr(surrogate_module, "_CPU_KERNELS", kernels)
+        with torch.no_grad():
+            y0 = surrogate_linear(x, w, b, params=p, generator=torch.Generator().manual_seed(3), read_noise_sampling=sampling)
+        ww = w.clone().requires_grad_(True)
+        y1 = surrogate_linear(x, ww, b, params=p, generator=torch.Generator().manual_seed(3), read_noise_sampling=sampling)
+        (y1 * torch.linspace(-1, 1, 6, dtype=dtype)).sum().backward()
+        results.append((y0, y1.detach(), ww.grad))
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-5}
+    want_y, _, want_g = results[1]
+    for y0, y1, grad in results:
+        torch.testing.assert_close(y0, want_y, **tol)
+        torch.testing.assert_close(y1, want_y, **tol)
+        torch.testing.assert_close(grad, want_g, **tol)
+
+
+@pytest.mark.parametrize(
+    ("c0", "c1", "c2"), [(1e-3, 4e-3, -1e-3), (1e-3, 0.0, -3e-3)], ids=["static-variance-positive", "static-variance-clamped"]
+)
+def test_static_and_read_weight_noise_per_forward_have_the_model_variance(c0: float, c1: float, c2: float, backend: bool) -> None:
+    """A fresh static draw and per-batch read noise at every forward (one summed draw when that is the same
+    distribution): per device, Var(w~_eff) = max(c0 + c1 a + c2 a^2, 0) + alpha a + alpha0 and E = g w~, a = |w~|.
+    Read through one-hot inputs (ideal converters, no output noise): y[j, i] = s_w,i w~_eff,ij. In the
+    second case the static polynomial is negative for a > 0.58; summing it with the read variance before
+    clamping would halve the variance there."""
+    p = SurrogateParams(tile_rows=16, gain_rel=0.9, static_var_c0_rel=c0, static_var_c1_rel=c1, static_var_c2_rel=c2,
+                        read_noise_alpha_rel=2e-3, read_noise_offset_rel=5e-4)
+    _, w, _, _ = _data(9, n_out=8, n_in=16)
+    g = torch.Generator().manual_seed(1)
+    s_w = w.abs().amax(1, keepdim=True)
+    a = (w / s_w).abs()
+    n = 3000
+    with torch.no_grad():
+        w_eff = torch.stack([surrogate_linear(torch.eye(16, dtype=w.dtype), w, params=p, generator=g).t() / s_w for _ in range(n)])
+    var = torch.clamp(c0 + c1 * a + c2 * a**2, min=0) + 2e-3 * a + 5e-4
+    z_var = (w_eff.var(0) / var - 1) / math.sqrt(2 / n)
+    assert z_var.abs().max() < 5, z_var
+    assert abs(z_var.mean()) < 4 / math.sqrt(z_var.numel())
+    z_mean = (w_eff.mean(0) - 0.9 * w / s_w) / (var / n).sqrt()
+    assert z_mean.abs().max() < 5
+
+
+def test_row_scale_gradient_is_shared_by_ties_as_amax(backend: bool) -> None:
+    """Ties of a row's max |w| share its gradient as under torch.max (with their sign); a row of zeros gets
+    the constant scale 1, which passes no gradient. Against the loop reference, without noise."""
+    w = torch.tensor([[1.0, -1.0, 0.5, 0.25], [0.0, 0.0, 0.0, 0.0], [0.2, -0.7, 0.7, 0.1]], dtype=torch.float64)
+    x = torch.tensor([[0.3, -1.0, 0.6, 0.2], [1.0, 0.5, -0.25, 0.0]], dtype=torch.float64)
+    p = SurrogateParams(tile_rows=4, adc_bits=6, adc_full_scale_rel=4.0)
+    ws = [w.clone().requires_grad_(True) for _ in range(2)]
+    surrogate_linear(x, ws[0], params=p).sum().backward()
+    z = SurrogateNoise.draw(2, 3, 4, p, generator=torch.Generator().manual_seed(0))
+    reference(x, ws[1], None, p, z, ReadNoiseSampling.PER_BATCH).sum().backward()
+    torch.testing.assert_close(ws[0].grad, ws[1].grad, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("std_gradient", [True, False], ids=["exact", "std-held"])
-def test_straight_through_gradients_match_the_reference(std_gradient: bool) -> None:
+def test_straight_through_gradients_match_the_reference(std_gradient: bool, backend: bool) -> None:
     """With the quantizers on, the gradient is that of the declared straight-through surrogate."""
     p = CASES["converters"]
     x, w, b, g = _data(2)
