@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from crossbar._jit import vector_kernel
+from crossbar._jit import inline_kernel, vector_kernel
 from crossbar._rng import fill_normal, normal_stream
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "noisy_weight",
     "read_out",
     "read_out_sum",
+    "row_scales",
 ]
 
 NORMAL_CHUNK = 1 << 16
@@ -48,14 +49,47 @@ def fill_standard_normal(out: np.ndarray, seed: np.uint64) -> None:
         fill_normal(out[lo:], min(n, lo + NORMAL_CHUNK) - lo, normal_stream(seed, np.uint64(c)))
 
 
+@inline_kernel
+def _row_abs_max(row: np.ndarray) -> float:
+    """``max_j |row_j|`` with eight running maxima (a single chain does not vectorize without fastmath;
+    the maximum is exact in any order)."""
+    m = row.shape[0]
+    zero = row[0] - row[0] if m else 0.0
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = zero
+    full = m - m % 8
+    for j in range(0, full, 8):
+        l0 = max(l0, abs(row[j]))
+        l1 = max(l1, abs(row[j + 1]))
+        l2 = max(l2, abs(row[j + 2]))
+        l3 = max(l3, abs(row[j + 3]))
+        l4 = max(l4, abs(row[j + 4]))
+        l5 = max(l5, abs(row[j + 5]))
+        l6 = max(l6, abs(row[j + 6]))
+        l7 = max(l7, abs(row[j + 7]))
+    best = max(max(max(l0, l1), max(l2, l3)), max(max(l4, l5), max(l6, l7)))
+    for j in range(full, m):
+        best = max(best, abs(row[j]))
+    return best
+
+
 @vector_kernel
-def noisy_weight(w: np.ndarray, s: np.ndarray, m: float, z1: np.ndarray, a0: float, a1: float, a2: float,
-                 z2: np.ndarray, b0: float, b1: float, b2: float, two: bool, tiny: float, out: np.ndarray,
-                 slope: np.ndarray, want_slope: bool) -> None:
+def row_scales(t: np.ndarray, peak: np.ndarray, s: np.ndarray) -> None:
+    """Per row of ``t`` (n, m): ``peak = max_j |t_j|`` and the scale ``s = peak``, 1 for a row of zeros."""
+    for i in range(t.shape[0]):
+        p = _row_abs_max(t[i])
+        peak[i] = p
+        s[i] = p if p > 0 else p + 1
+
+
+@vector_kernel
+def noisy_weight(w: np.ndarray, s: np.ndarray, peak: np.ndarray, compute_scale: bool, m: float, z1: np.ndarray,
+                 a0: float, a1: float, a2: float, z2: np.ndarray, b0: float, b1: float, b2: float, two: bool, tiny: float,
+                 out: np.ndarray, slope: np.ndarray, want_slope: bool) -> None:
     """``out = m w_rel + sum_t sqrt(max(v_t, tiny)) z_t`` with ``w_rel = w / s``, ``v_t = q0 + q1 |w_rel| + q2 w_rel^2``.
 
-    ``w``, ``z1``, ``z2``, ``out``, ``slope``: (n_rows, R), C-contiguous; ``s`` (n_rows,). Term 1 has
-    coefficients ``a``, term 2 (``two``) ``b``. With ``want_slope`` also
+    ``w``, ``z1``, ``z2``, ``out``, ``slope``: (n_rows, R), C-contiguous; ``s``, ``peak`` (n_rows,).
+    ``compute_scale``: first set every row's ``peak`` and scale ``s`` as :func:`row_scales` (the row is
+    then in cache for the pass). Term 1 has coefficients ``a``, term 2 (``two``) ``b``. With ``want_slope`` also
     ``slope = m + sum_t z_t (q1 sign(w_rel) / 2 + q2 w_rel) / std_t`` (0 where ``v_t <= tiny``): the
     derivative of ``out`` with respect to ``w_rel``. ``out`` must not overlap the inputs: written in
     place into ``z1`` the loop runs scalar (measured eight times slower).
@@ -64,8 +98,12 @@ def noisy_weight(w: np.ndarray, s: np.ndarray, m: float, z1: np.ndarray, a0: flo
     half_a1 = a1 * 0.5
     half_b1 = b1 * 0.5
     for q in range(n_rows):
-        sq = s[q]
         ws, z1s, z2s, os_ = w[q], z1[q], z2[q], out[q]
+        if compute_scale:
+            pq = _row_abs_max(ws)
+            peak[q] = pq
+            s[q] = pq if pq > 0 else pq + 1
+        sq = s[q]
         if want_slope:
             ss = slope[q]
             for j in range(r):
@@ -145,16 +183,23 @@ def read_out_sum(p: np.ndarray, z: np.ndarray, std: np.ndarray, use_std: bool, s
 
 
 @vector_kernel
-def dac_codes(x: np.ndarray, s: np.ndarray, inv_unit: float, quantize: bool, u: np.ndarray) -> None:
-    """Input codes per tile row: ``u[k, b, r] = Q(x[b, k R + r] inv_unit / s[b])``, 0 in the padding; ``u`` (K, B, R)."""
+def dac_codes(x: np.ndarray, peak: np.ndarray, s: np.ndarray, inv_unit: float, quantize: bool, u: np.ndarray) -> None:
+    """The input scale of every vector, ``peak[b] = max_j |x[b, j]|`` and ``s[b]`` (1 for a vector of zeros),
+    and the codes per tile row ``u[k, b, r] = Q(x[b, k R + r] inv_unit / s[b])`` (0 in the padding), ``u`` (K, B, R);
+    one read of ``x``."""
     k_tiles, n_b, rows = u.shape
     n_in = x.shape[1]
-    for k in range(k_tiles):
-        lo = k * rows
-        width = min(n_in, lo + rows) - lo
-        for b in range(n_b):
-            c = inv_unit / s[b]
-            xs = x[b, lo : lo + width]
+    for b in range(n_b):
+        xb = x[b]
+        p = _row_abs_max(xb)
+        peak[b] = p
+        sb = p if p > 0 else p + 1
+        s[b] = sb
+        c = inv_unit / sb
+        for k in range(k_tiles):
+            lo = k * rows
+            width = min(n_in, lo + rows) - lo
+            xs = xb[lo : lo + width]
             us = u[k, b]
             if quantize:
                 for t in range(width):
@@ -168,15 +213,20 @@ def dac_codes(x: np.ndarray, s: np.ndarray, inv_unit: float, quantize: bool, u: 
 
 @vector_kernel
 def abs_max_backward(t: np.ndarray, peak: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
-    """Gradient of a row scale ``max_j |t_j|`` (``t`` (n, m)): ``sign(t_j) g / n_ties`` at the ties of the row's
-    maximum (as ``torch.amax``), 0 elsewhere and for rows of zeros (their scale is the constant 1)."""
+    """Adds the gradient of a row scale ``max_j |t_j|`` (``t`` (n, m)) to ``out``: ``sign(t_j) g / n_ties`` at
+    the ties of the row's maximum (as ``torch.amax``); nothing for rows of zeros (their scale is the constant 1).
+    Rows whose ``g`` is 0 are skipped."""
     n, m = t.shape
     for i in range(n):
         p = peak[i]
+        if p == 0 or g[i] == 0:
+            continue
+        ts, os_ = t[i], out[i]
         ties = 0
         for j in range(m):
-            ties += abs(t[i, j]) == p
-        share = g[i] / ties if p > 0 else 0.0
+            ties += abs(ts[j]) == p
+        share = g[i] / ties
         for j in range(m):
-            v = t[i, j]
-            out[i, j] = np.sign(v) * share if abs(v) == p else 0.0
+            v = ts[j]
+            if abs(v) == p:
+                os_[j] += np.sign(v) * share

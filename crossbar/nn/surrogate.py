@@ -120,7 +120,7 @@ def _cpu_kernels(t: Tensor) -> bool:
 
 def _np(t: Tensor) -> np.ndarray:
     """A writable NumPy view of a contiguous CPU tensor (no copy)."""
-    return t.detach().numpy()
+    return t.detach().numpy() if t.requires_grad else t.numpy()
 
 
 def _randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None, out: Tensor | None = None) -> Tensor:
@@ -169,6 +169,29 @@ def _round_ste(x: Tensor) -> Tensor:
     return _RoundSTE.apply(x)
 
 
+def _row_scales(t: Tensor) -> tuple[Tensor, Tensor]:
+    """``(peak, s)`` per row of ``t`` (n, m): ``peak = max_j |t_j|``, ``s = peak`` or 1 for a row of zeros."""
+    if _cpu_kernels(t):
+        t = t.contiguous()
+        peak = t.new_empty(t.shape[0])
+        s = t.new_empty(t.shape[0])
+        _kernels.row_scales(_np(t), _np(peak), _np(s))
+        return peak, s
+    peak = torch.maximum(t.amax(dim=1), t.amin(dim=1).neg_())  # max |t| without an |t| buffer
+    return peak, torch.where(peak > 0, peak, 1.0)
+
+
+def _add_row_scale_grad(t: Tensor, peak: Tensor, grad: Tensor, out: Tensor) -> Tensor:
+    """``out`` plus the gradient of the row scales through ``max_j |t_j|``: ``grad`` shared equally by the
+    ties of the maximum, times their sign (as ``torch.amax``); none for rows of zeros (constant scale 1)."""
+    if _cpu_kernels(t):
+        _kernels.abs_max_backward(_np(t.contiguous()), _np(peak), _np(grad.contiguous()), _np(out))
+        return out
+    ties = t.abs() == peak.unsqueeze(1)
+    share = torch.where(peak > 0, grad, 0.0) / ties.sum(dim=1)
+    return out.addcmul_(torch.sign(t) * ties, share.unsqueeze(1))
+
+
 class _RowScale(torch.autograd.Function):
     """The scale of every row of ``t`` (n, m): ``s = max_j |t_j|``, 1 for a row of zeros (as the chip's mapping).
 
@@ -179,63 +202,71 @@ class _RowScale(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, t: Tensor) -> Tensor:  # type: ignore[override]
-        peak = torch.maximum(t.amax(dim=1), t.amin(dim=1).neg_())  # max |t| without an |t| buffer
+        peak, s = _row_scales(t)
         ctx.save_for_backward(t, peak)
-        return torch.where(peak > 0, peak, 1.0)
+        return s
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
         t, peak = ctx.saved_tensors
-        if _cpu_kernels(t):
-            out = torch.empty_like(t)
-            _kernels.abs_max_backward(_np(t.contiguous()), _np(peak), _np(grad.contiguous()), _np(out))
-            return out
-        ties = t.abs() == peak.unsqueeze(1)
-        share = torch.where(peak > 0, grad, 0.0) / ties.sum(dim=1)
-        return torch.sign(t) * ties * share.unsqueeze(1)
+        return _add_row_scale_grad(t, peak, grad, torch.zeros_like(t))
 
 
 class _Dac(torch.autograd.Function):
-    """Input codes per tile row, (K, B, R): ``u = Q(x c)``, ``c = inv_unit / s`` per vector, zero-padded.
+    """The DAC with per-vector scaling: ``s = max_j |x_j|`` per vector (1 for a vector of zeros) and the input
+    codes per tile row, (K, B, R): ``u = Q(x c)``, ``c = inv_unit / s``, zero-padded. Returns ``(u, s)``, s (B, 1).
 
     ``Q`` is rounding (``quantize``) or the identity; tile row k holds inputs ``k R ... (k + 1) R - 1``.
-    Gradients, rounding straight-through: ``du/dx = c`` and ``du/ds = -x c / s``; the padding gets none.
-    ``out``: a (K, B, R) buffer for the codes (CPU, no gradient wanted).
+    Gradients, rounding straight-through: ``du/dx = c`` and ``du/ds = -x c / s``; the padding gets none;
+    the gradient of s (from the codes and from its use downstream) goes to the arg-max of ``|x|``
+    (:class:`_RowScale`). ``out``: a (K, B, R) buffer for the codes (no gradient wanted).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, s: Tensor, inv_unit: float, quantize: bool, k_tiles: int, rows: int,  # type: ignore[override]
-                out: Tensor | None) -> Tensor:
-        ctx.save_for_backward(x, s)
-        ctx.inv_unit = inv_unit
+    def forward(ctx: Any, x: Tensor, inv_unit: float, quantize: bool, k_tiles: int, rows: int,  # type: ignore[override]
+                out: Tensor | None) -> tuple[Tensor, Tensor]:
         n_b, n_in = x.shape
         if _cpu_kernels(x):
+            x = x.contiguous()
             u = x.new_empty((k_tiles, n_b, rows)) if out is None else out
-            _kernels.dac_codes(_np(x.contiguous()), _np(s.contiguous()).reshape(n_b), _np(x).dtype.type(inv_unit), quantize, _np(u))
-            return u
-        c = s.reciprocal().mul_(inv_unit)
-        if k_tiles == 1:
-            u = torch.mul(x, c).unsqueeze(0)
+            peak, s = x.new_empty(n_b), x.new_empty(n_b)
+            _kernels.dac_codes(_np(x), _np(peak), _np(s), _np(x).dtype.type(inv_unit), quantize, _np(u))
+            s = s.unsqueeze(1)
         else:
-            u = x.new_empty((k_tiles, n_b, rows))
-            full = n_in // rows
-            if full:
-                torch.mul(x[:, : full * rows].view(n_b, full, rows).transpose(0, 1), c, out=u[:full])
-            if full < k_tiles:
-                last = n_in - full * rows
-                torch.mul(x[:, full * rows :], c, out=u[full, :, :last])
-                u[full, :, last:].zero_()
-        return u.round_() if quantize else u
+            peak, s = _row_scales(x)
+            s = s.unsqueeze(1)
+            c = s.reciprocal().mul_(inv_unit)
+            if k_tiles == 1:
+                u = torch.mul(x, c).unsqueeze(0)
+            else:
+                u = x.new_empty((k_tiles, n_b, rows))
+                full = n_in // rows
+                if full:
+                    torch.mul(x[:, : full * rows].view(n_b, full, rows).transpose(0, 1), c, out=u[:full])
+                if full < k_tiles:
+                    last = n_in - full * rows
+                    torch.mul(x[:, full * rows :], c, out=u[full, :, :last])
+                    u[full, :, last:].zero_()
+            if quantize:
+                u.round_()
+        ctx.save_for_backward(x, s, peak)
+        ctx.inv_unit = inv_unit
+        return u, s
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        x, s = ctx.saved_tensors
+    def backward(ctx: Any, grad_u: Tensor | None, grad_s: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, s, peak = ctx.saved_tensors
         n_b, n_in = x.shape
-        g = grad[0] if grad.shape[0] == 1 else grad.transpose(0, 1).reshape(n_b, -1)[:, :n_in]
         c = ctx.inv_unit / s
-        grad_x = g * c if ctx.needs_input_grad[0] else None
-        grad_s = (g * x).sum(dim=1, keepdim=True).mul_(-c / s) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_s, None, None, None, None, None
+        if grad_u is None:
+            grad_x, g_s = torch.zeros_like(x), torch.zeros_like(peak)
+        else:
+            g = grad_u[0] if grad_u.shape[0] == 1 else grad_u.transpose(0, 1).reshape(n_b, -1)[:, :n_in]
+            grad_x = (g * c).contiguous()
+            g_s = (g * x).sum(dim=1).mul_((-c / s).view(n_b))  # through du/ds
+        if grad_s is not None:
+            g_s = g_s + grad_s.view(n_b)
+        return _add_row_scale_grad(x, peak, g_s, grad_x), None, None, None, None, None
 
 
 _Coefficients = tuple[float, float, float]
@@ -275,49 +306,62 @@ def _std_slope(w_rel: Tensor, std: Tensor, q: _Coefficients) -> Tensor:
 class _NoisyWeight(torch.autograd.Function):
     """``w_eff = m w / s + sum_t sqrt(max(q0_t + q1_t a + q2_t a^2, 0)) z_t``, ``a = |w| / s``, one or two terms.
 
-    ``s`` broadcasts against ``w`` (the weight scale per tile row and output). Exact gradients with
-    respect to ``w`` and ``s`` for the given ``z_t`` (with ``std_gradient=False`` the std is held
-    constant); the ``z_t`` get none. A term whose std is a constant (``q1 = q2 = 0``) is a scaled draw.
-    ``overwrite[t]`` (no gradient wanted, draw t owned by the caller): the torch ops may reuse draw t's
-    buffer; ``out``: the result's buffer for the CPU kernel (no gradient wanted).
-    With ``need_grad`` the forward pass also forms ``d w_eff / d(w / s)`` (one buffer of the weight's
-    size, in place of the draws), so the backward pass is three element-wise products and a sum.
+    ``w`` (K, n_out, R) tile-row blocks. ``s`` (K, n_out, 1), the weight scale per tile row and output,
+    or ``None``: then ``s`` is each block row's max |w| (1 for zeros), formed here in the same pass, and
+    returned: the result is ``(w_eff, s)`` (``s`` (K, n_out)), else ``(w_eff, None)``. Exact gradients
+    with respect to ``w`` and ``s`` for the given ``z_t`` (with ``std_gradient=False`` the std is held
+    constant; a formed ``s`` passes its gradient to the arg-max as :class:`_RowScale`); the ``z_t`` get
+    none. ``overwrite[t]`` (no gradient wanted, draw t owned by the caller): the torch ops may reuse draw
+    t's buffer; ``out``: the result's buffer (CPU, no gradient wanted). With ``need_grad`` the forward
+    pass also forms ``d w_eff / d(w / s)`` (one buffer of the weight's size), so the backward pass is a
+    few element-wise products and a sum.
     """
 
     @staticmethod
-    def forward(ctx: Any, w: Tensor, s: Tensor, m: float, z1: Tensor, q1: _Coefficients, z2: Tensor | None,  # type: ignore[override]
+    def forward(ctx: Any, w: Tensor, s: Tensor | None, m: float, z1: Tensor, q1: _Coefficients, z2: Tensor | None,  # type: ignore[override]
                 q2: _Coefficients, std_gradient: bool, overwrite: tuple[bool, bool], need_grad: bool,
-                out: Tensor | None) -> Tensor:
+                out: Tensor | None) -> tuple[Tensor, Tensor | None]:
         want_slope = need_grad and std_gradient
+        given = s is not None
         if _cpu_kernels(w):
-            out, slope = _NoisyWeight._cpu(w, s, m, z1, q1, z2, q2, out, want_slope)
+            out, slope, s, peak = _NoisyWeight._cpu(w, s, m, z1, q1, z2, q2, out, want_slope)
         else:
+            peak = None
+            if s is None:
+                k, n_out, rows = w.shape
+                peak, s_flat = _row_scales(w.reshape(k * n_out, rows))
+                s = s_flat.view(k, n_out, 1)
             out, slope = _NoisyWeight._torch(w, s, m, z1, q1, z2, q2, overwrite, want_slope)
         if need_grad:
-            ctx.save_for_backward(w, s, slope)
+            ctx.save_for_backward(w, s, slope, peak)
             ctx.m = m
-        return out
+            ctx.given = given
+        return out, None if given else s.view(s.shape[0], s.shape[1])
 
     @staticmethod
-    def _cpu(w: Tensor, s: Tensor, m: float, z1: Tensor, q1: _Coefficients, z2: Tensor | None, q2: _Coefficients,
-             out: Tensor | None, want_slope: bool) -> tuple[Tensor, Tensor | None]:
+    def _cpu(w: Tensor, s: Tensor | None, m: float, z1: Tensor, q1: _Coefficients, z2: Tensor | None, q2: _Coefficients,
+             out: Tensor | None, want_slope: bool) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
         k, n_out, rows = w.shape
         w = w.contiguous()
         z1 = z1.contiguous()
         out = torch.empty_like(w) if out is None else out
         slope = torch.empty_like(w) if want_slope else None
+        peak = None
+        if s is None:
+            s, peak = w.new_empty((k, n_out, 1)), w.new_empty(k * n_out)
 
         def arr(t: Tensor) -> np.ndarray:
             return _np(t).reshape(k * n_out, rows)
 
         w2, out2 = arr(w), arr(out)
         dt = w2.dtype.type
+        s_flat = _np(s.contiguous()).reshape(k * n_out)
         _kernels.noisy_weight(
-            w2, _np(s.contiguous()).reshape(k * n_out), dt(m), arr(z1), dt(q1[0]), dt(q1[1]), dt(q1[2]),
-            arr(z1) if z2 is None else arr(z2.contiguous()), dt(q2[0]), dt(q2[1]), dt(q2[2]), z2 is not None,
+            w2, s_flat, s_flat if peak is None else _np(peak), peak is not None, dt(m), arr(z1), dt(q1[0]), dt(q1[1]),
+            dt(q1[2]), arr(z1) if z2 is None else arr(z2.contiguous()), dt(q2[0]), dt(q2[1]), dt(q2[2]), z2 is not None,
             dt(torch.finfo(w.dtype).tiny), out2, out2 if slope is None else arr(slope), want_slope,
         )
-        return out, slope
+        return out, slope, s, peak
 
     @staticmethod
     def _torch(w: Tensor, s: Tensor, m: float, z1: Tensor, q1: _Coefficients, z2: Tensor | None, q2: _Coefficients,
@@ -341,16 +385,18 @@ class _NoisyWeight(torch.autograd.Function):
         return out.add_(w_rel, alpha=m), None if slope is None else slope.add_(m)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        w, s, slope = ctx.saved_tensors
+    def backward(ctx: Any, grad: Tensor, grad_s_out: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        w, s, slope, peak = ctx.saved_tensors
         g_rel = grad * ctx.m if slope is None else grad * slope  # d w_eff / d w_rel = m + sum_t z_t std_t'
-        grad_w = g_rel / s if ctx.needs_input_grad[0] else None
-        grad_s = None
-        if ctx.needs_input_grad[1]:
-            full = g_rel.mul_(w).div_(s)  # d w_rel / d s = -w_rel / s: the minus and 1/s after the sum
-            dims = [i for i, (n_s, n_w) in enumerate(zip(s.shape, full.shape)) if n_s == 1 and n_w != 1]
-            grad_s = (full.sum(dim=dims, keepdim=True) if dims else full).div_(s).neg_()
-        return grad_w, grad_s, None, None, None, None, None, None, None, None, None
+        grad_w = g_rel / s
+        # d w_rel / d s = -w_rel / s: the minus and 1/s after the sum over the block row
+        grad_s = g_rel.mul_(w).div_(s).sum(dim=2, keepdim=True).div_(s).neg_()
+        if ctx.given:
+            return grad_w, grad_s, None, None, None, None, None, None, None, None, None
+        k, n_out, rows = w.shape
+        g_s = grad_s.view(k * n_out) if grad_s_out is None else grad_s.view(k * n_out) + grad_s_out.reshape(k * n_out)
+        grad_w = _add_row_scale_grad(w.reshape(k * n_out, rows), peak, g_s, grad_w.contiguous().view(k * n_out, rows))
+        return grad_w.view(k, n_out, rows), None, None, None, None, None, None, None, None, None, None
 
 
 class _ReadOut(torch.autograd.Function):
@@ -674,8 +720,7 @@ def surrogate_linear(
         unit_x = 1.0 / ((1 << (params.dac_bits - 1)) - 1)
     s_x: Tensor | float
     if per_sample_dac:
-        s_x = _RowScale.apply(x).unsqueeze(1)
-        u = _Dac.apply(x, s_x, 1.0 / unit_x, params.dac_bits is not None, k_tiles, rows, buffer((k_tiles, n_b, rows)))
+        u, s_x = _Dac.apply(x, 1.0 / unit_x, params.dac_bits is not None, k_tiles, rows, buffer((k_tiles, n_b, rows)))
     else:
         s_x = params.input_max
         if params.clip_inputs:
@@ -696,11 +741,12 @@ def surrogate_linear(
     # 2.-4. mapping, static error and per-read weight noise (variances scaled by to_out^2), on the
     # weight's tile-row blocks (K, n_out, rows); s_w (K, n_out)
     w_blocks = _blocks(weight, k_tiles, rows)
-    s_w = _weight_scales(w_blocks, params)
-    s_b = s_w.unsqueeze(2)
     mean_scale = params.gain_rel * to_out
+    # per column, the noisy-weight pass forms the scales itself (one read of the weight)
+    s_w = None if terms and params.scale_mode is ScaleMode.PER_COLUMN else _weight_scales(w_blocks, params)
     if not terms:
-        w_eff = w_blocks * (mean_scale / s_b)
+        assert s_w is not None
+        w_eff = w_blocks * (mean_scale / s_w.unsqueeze(2))
     else:
         shape_w = tuple(w_blocks.shape)
         zs = [(z if z is not None else _randn(shape_w, x, generator, buffer(shape_w)), z is None) for _, z in terms]
@@ -708,8 +754,12 @@ def surrogate_linear(
         if len(zs) == 1:
             zs.append((None, False))
             qs.append((0.0, 0.0, 0.0))
-        w_eff = _NoisyWeight.apply(w_blocks, s_b, mean_scale, zs[0][0], qs[0], zs[1][0], qs[1], noise_std_gradient,
-                                   (not track and zs[0][1], not track and zs[1][1]), track, buffer(shape_w))
+        w_eff, formed = _NoisyWeight.apply(
+            w_blocks, None if s_w is None else s_w.unsqueeze(2), mean_scale, zs[0][0], qs[0], zs[1][0], qs[1],
+            noise_std_gradient, (not track and zs[0][1], not track and zs[1][1]), track, buffer(shape_w),
+        )
+        s_w = formed if s_w is None else s_w
+    s_b = s_w.unsqueeze(2)
 
     # 4.-5. every tile row's partial current at once (K, B, n_out), output noise, ADC; digital rescale and sum
     partial = _tile_product(u, w_eff, buffer((k_tiles, n_b, n_out)))
