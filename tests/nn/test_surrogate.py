@@ -246,17 +246,23 @@ def test_static_and_read_weight_noise_per_forward_have_the_model_variance(c0: fl
     assert z_mean.abs().max() < 5
 
 
-def test_row_scale_gradient_is_shared_by_ties_as_amax(backend: bool) -> None:
-    """Ties of a row's max |w| share its gradient as under torch.max (with their sign); a row of zeros gets
-    the constant scale 1, which passes no gradient. Against the loop reference, without noise."""
+@pytest.mark.parametrize("weight_noise", [False, True], ids=["scales-alone", "scales-in-the-noise-pass"])
+def test_row_scale_gradient_is_shared_by_ties_as_amax(weight_noise: bool, backend: bool) -> None:
+    """Ties of a row's max |w| (and of a vector's max |x|) share its gradient as under torch.max (with their
+    sign); a row of zeros gets the constant scale 1, which passes no gradient. Against the loop reference,
+    with the noise draws set to 0 (with weight noise the scales are formed in the noisy-weight pass)."""
     w = torch.tensor([[1.0, -1.0, 0.5, 0.25], [0.0, 0.0, 0.0, 0.0], [0.2, -0.7, 0.7, 0.1]], dtype=torch.float64)
-    x = torch.tensor([[0.3, -1.0, 0.6, 0.2], [1.0, 0.5, -0.25, 0.0]], dtype=torch.float64)
-    p = SurrogateParams(tile_rows=4, adc_bits=6, adc_full_scale_rel=4.0)
-    ws = [w.clone().requires_grad_(True) for _ in range(2)]
-    surrogate_linear(x, ws[0], params=p).sum().backward()
-    z = SurrogateNoise.draw(2, 3, 4, p, generator=torch.Generator().manual_seed(0))
-    reference(x, ws[1], None, p, z, ReadNoiseSampling.PER_BATCH).sum().backward()
-    torch.testing.assert_close(ws[0].grad, ws[1].grad, rtol=1e-12, atol=1e-12)
+    x = torch.tensor([[0.3, -1.0, 1.0, 0.2], [1.0, 0.5, -0.25, 0.0]], dtype=torch.float64)
+    p = SurrogateParams(tile_rows=4, adc_bits=6, adc_full_scale_rel=4.0, static_var_c0_rel=1e-3 if weight_noise else 0.0,
+                        static_var_c1_rel=2e-3 if weight_noise else 0.0)
+    z = SurrogateNoise(static=torch.zeros(3, 4, dtype=torch.float64), read_weight=torch.zeros(3, 4, dtype=torch.float64),
+                       read_output=torch.zeros(1, 2, 3, dtype=torch.float64), correlated=torch.zeros(2, dtype=torch.float64),
+                       uncorrelated=torch.zeros(2, 3, dtype=torch.float64))
+    args = [[t.clone().requires_grad_(True) for t in (x, w)] for _ in range(2)]
+    (surrogate_linear(*args[0], params=p, noise=z) * torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)).sum().backward()
+    (reference(*args[1], None, p, z, ReadNoiseSampling.PER_BATCH) * torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)).sum().backward()
+    for got, want in zip(args[0], args[1]):
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("std_gradient", [True, False], ids=["exact", "std-held"])
