@@ -18,7 +18,9 @@ Records (profile ``pcm``, default stages, one 512 x 512 tile; Gaussian weights; 
 ``surrogate_linear_forward_512x512_b1024`` and ``surrogate_linear_forward_1024x1024_b1024`` (full)
     Inference forward (``torch.no_grad``) of a ``SurrogateLinear`` with every noise term of the PCM
     design values (static, per-read, output noise; 8-bit DAC and ADC; per-batch read-noise sampling) vs
-    ``nn.Linear`` of the same shape, float32, CPU. Target (issue 5): ratio <= 1.5.
+    ``nn.Linear`` of the same shape, float32, CPU. Target (issue 5): ratio <= 1.5. ``params`` also hold
+    ``cpu_time_ratio_1thread``: the same comparison in CPU time on one torch thread (interleaved pairs,
+    the smallest of each), which a machine shared with other jobs disturbs far less than wall time.
 ``surrogate_linear_forward_512x512_b1024_per_sample`` (full)
     The same with exact per-vector read noise (one more GEMM). No target.
 ``surrogate_linear_fwd_bwd_512x512_b1024``
@@ -26,16 +28,25 @@ Records (profile ``pcm``, default stages, one 512 x 512 tile; Gaussian weights; 
 ``surrogate_linear_forward_512x512_b1024_1thread`` (full)
     The forward record on one torch thread (both sides): the cost of the work without thread hand-offs,
     which on a loaded machine dominate the many short element-wise passes. No target.
+``surrogate_mlp_784x64x10_b128_train_step_1thread``
+    One training step (forward, cross-entropy, backward, Adam) of a 784-64-10 ReLU MLP whose two layers
+    are ``SurrogateLinear`` (PCM design values, 256-row tiles: the first layer spans four tile rows)
+    vs the same MLP with ``nn.Linear``, batch 128, one torch thread: the per-call cost at the shapes the
+    calibration loop trains. No target.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks._harness import Record, speed_record
 
@@ -131,6 +142,29 @@ def _characterization_records(quick: bool) -> list[Record]:
     ]
 
 
+def _cpu_time_ratio(fn: Callable[[], Any], baseline: Callable[[], Any], *, calls: int, pairs: int) -> tuple[float, float, float]:
+    """``(ratio, value, baseline_value)`` in CPU time (``time.process_time``) on one torch thread: blocks of
+    ``calls`` calls of each, interleaved ``pairs`` times, the smallest block of each (seconds per call)."""
+    import torch
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for f in (fn, baseline):
+            f()
+            f()
+        best = {id(fn): math.inf, id(baseline): math.inf}
+        for _ in range(pairs):
+            for f in (baseline, fn):
+                t0 = time.process_time()
+                for _ in range(calls):
+                    f()
+                best[id(f)] = min(best[id(f)], (time.process_time() - t0) / calls)
+    finally:
+        torch.set_num_threads(n_threads)
+    return best[id(fn)] / best[id(baseline)], best[id(fn)], best[id(baseline)]
+
+
 def _surrogate_records(quick: bool) -> list[Record]:
     import torch
     from torch import nn
@@ -163,10 +197,14 @@ def _surrogate_records(quick: bool) -> list[Record]:
                 with torch.no_grad():
                     lin(x)
 
+            extra: dict[str, Any] = {}
+            if not suffix:
+                ratio, value, base_value = _cpu_time_ratio(fwd, base, calls=5 if n_in == 512 else 2, pairs=5 if quick else 10)
+                extra = {"cpu_time_ratio_1thread": ratio, "cpu_time_1thread_s": value, "cpu_time_1thread_baseline_s": base_value}
             records.append(speed_record(
                 f"surrogate_linear_forward_{n_out}x{n_in}_b{BATCH}{suffix}", fwd, f"nn.Linear({n_in}, {n_out}) forward", base,
                 target=TARGET_SURROGATE_RATIO if not suffix else None, repeats=repeats,
-                params={**info, "read_noise_sampling": mode.value},
+                params={**info, "read_noise_sampling": mode.value, **extra},
             ))
         if (n_out, n_in) == (512, 512):
             sur = SurrogateLinear.from_linear(lin, params=params)
@@ -180,10 +218,10 @@ def _surrogate_records(quick: bool) -> list[Record]:
                 f"surrogate_linear_fwd_bwd_{n_out}x{n_in}_b{BATCH}", lambda: step(sur), "nn.Linear forward + backward",
                 lambda: step(lin), target=None, repeats=repeats, params={**info, "read_noise_sampling": "per_batch"},
             ))
-    if not quick:  # the same comparison on one thread: the cost of the work itself, without thread hand-offs
-        n_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if not quick:  # the same comparison on one thread: the cost of the work itself, without thread hand-offs
             params = SurrogateParams.nominal(load_profile(PROFILE), ChipConfig(tile=TileConfig(rows=512, cols=512)))
             lin = nn.Linear(512, 512)
             sur = SurrogateLinear.from_linear(lin, params=params)
@@ -202,9 +240,47 @@ def _surrogate_records(quick: bool) -> list[Record]:
                 target=None, repeats=repeats, params={"shape": [512, 512], "batch": BATCH, "dtype": "float32", "torch_threads": 1,
                                                       "read_noise_sampling": "per_batch", "params": "pcm design values"},
             ))
-        finally:
-            torch.set_num_threads(n_threads)
+        records.append(_mlp_step_record(repeats))
+    finally:
+        torch.set_num_threads(n_threads)
     return records
+
+
+def _mlp_step_record(repeats: int) -> Record:
+    """``surrogate_mlp_784x64x10_b128_train_step_1thread`` (module docstring); the caller sets one thread."""
+    import torch
+    from torch import nn
+
+    from crossbar import ChipConfig, load_profile
+    from crossbar.fitting import SurrogateParams
+    from crossbar.nn import convert_to_surrogate
+
+    params = SurrogateParams.nominal(load_profile(PROFILE), ChipConfig())
+
+    def mlp() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    gen = torch.Generator().manual_seed(0)
+    xb = torch.rand(128, 784, generator=gen)
+    yb = torch.randint(0, 10, (128,), generator=gen)
+
+    def trainer(model: nn.Module) -> Callable[[], None]:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+
+        return step
+
+    return speed_record(
+        "surrogate_mlp_784x64x10_b128_train_step_1thread", trainer(convert_to_surrogate(mlp(), params, seed=0)),
+        "the same MLP with nn.Linear, 1 thread", trainer(mlp()), target=None, repeats=repeats,
+        params={"layers": [784, 64, 10], "batch": 128, "dtype": "float32", "torch_threads": 1, "optimizer": "Adam",
+                "loss": "cross_entropy", "params": "pcm design values", "tile_rows": params.tile_rows},
+    )
 
 
 def run(quick: bool) -> list[Record]:

@@ -33,6 +33,7 @@ __all__ = [
     "noisy_weight",
     "read_out",
     "read_out_sum",
+    "read_variance",
     "row_scales",
 ]
 
@@ -154,25 +155,33 @@ def read_out(p: np.ndarray, z: np.ndarray, std: np.ndarray, use_std: bool, sigma
 
 
 @vector_kernel
-def read_out_sum(p: np.ndarray, z: np.ndarray, std: np.ndarray, use_std: bool, sigma: float, noisy: bool, limit: float,
-                 quantize: bool, scale: np.ndarray, s_x: np.ndarray, bias: np.ndarray, has_bias: bool, zero: float,
-                 y: np.ndarray) -> None:
-    """:func:`read_out` and the digital stage without gradients: ``y = s_x sum_k scale_k Q(clip(v_k)) + bias``.
+def read_out_sum(p: np.ndarray, z: np.ndarray, var: np.ndarray, use_var: bool, beta: float, sigma: float, noisy: bool,
+                 tiny: float, limit: float, quantize: bool, scale: np.ndarray, s_x: np.ndarray, bias: np.ndarray,
+                 has_bias: bool, zero: float, y: np.ndarray) -> None:
+    """The read-out and the digital stage without gradients: ``y = s_x sum_k scale_k Q(clip(v_k)) + bias``.
 
-    ``y`` (B, n_out), ``s_x`` (B,), ``bias`` (n_out,) when ``has_bias``. ``y`` holds the running sum
-    over tile rows; it may be ``p[0]``.
+    ``v = p + std z`` (with ``noisy``) and, when the noise depends on the data (``use_var`` or
+    ``beta > 0``), ``std = sqrt(max(var + beta |p| + sigma^2, tiny))`` (``var`` only with ``use_var``),
+    else ``std = sigma``; ``Q`` as in :func:`read_out`. ``p``, ``z``, ``var`` (K, B, n_out), ``scale``
+    (K, n_out), ``y`` (B, n_out; it holds the running sum over tile rows), ``s_x`` (B,), ``bias`` (n_out,).
     """
     k_tiles, n_b, n_out = p.shape
+    sigma2 = sigma * sigma
+    dependent = use_var or beta > 0
     for k in range(k_tiles):
         sc = scale[k]
         last = k == k_tiles - 1
         for b in range(n_b):
-            ps, zs, ss, ys = p[k, b], z[k, b], std[k, b], y[b]
+            ps, zs, vs, ys = p[k, b], z[k, b], var[k, b], y[b]
             sx = s_x[b]
             for o in range(n_out):
                 v = ps[o]
                 if noisy:
-                    v += (ss[o] if use_std else sigma) * zs[o]
+                    if dependent:
+                        sd = math.sqrt(max((vs[o] if use_var else zero) + beta * abs(v) + sigma2, tiny))
+                        v += sd * zs[o]
+                    else:
+                        v += sigma * zs[o]
                 v = min(max(v, -limit), limit)
                 if quantize:
                     v = np.rint(v)
@@ -180,6 +189,17 @@ def read_out_sum(p: np.ndarray, z: np.ndarray, std: np.ndarray, use_std: bool, s
                 if last:
                     acc = acc * sx + (bias[o] if has_bias else zero)
                 ys[o] = acc
+
+
+@vector_kernel
+def read_variance(w: np.ndarray, s: np.ndarray, alpha: float, alpha0: float, out: np.ndarray) -> None:
+    """Per-read variance of every device, ``out = alpha |w / s| + alpha0``; ``w``, ``out`` (n_rows, R), ``s`` (n_rows,)."""
+    n_rows, r = w.shape
+    for q in range(n_rows):
+        sq = s[q]
+        ws, os_ = w[q], out[q]
+        for j in range(r):
+            os_[j] = alpha * abs(ws[j] / sq) + alpha0
 
 
 @vector_kernel

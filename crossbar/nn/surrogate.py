@@ -560,9 +560,10 @@ class _Scratch:
         return view
 
 
-def _read_out_sum(partial: Tensor, std: Tensor | None, z: Tensor | None, sigma: float, limit: float, quantize: bool,
-                  scale: Tensor, s_x: Tensor | float, bias: Tensor | None) -> Tensor:
-    """``s_x sum_k scale_k Q(clip(P_k + std_k z_k)) + bias`` without gradients on the CPU (one kernel pass)."""
+def _read_out_sum(partial: Tensor, var: Tensor | None, beta: float, z: Tensor | None, sigma: float, limit: float,
+                  quantize: bool, scale: Tensor, s_x: Tensor | float, bias: Tensor | None) -> Tensor:
+    """``s_x sum_k scale_k Q(clip(P_k + std_k z_k)) + bias``, ``std = sqrt(var + beta |P| + sigma^2)``, without
+    gradients on the CPU (one kernel pass)."""
     k, n_b, n_out = partial.shape
     partial = partial.contiguous()
     p = _np(partial)
@@ -570,9 +571,10 @@ def _read_out_sum(partial: Tensor, std: Tensor | None, z: Tensor | None, sigma: 
     y = torch.empty((n_b, n_out), dtype=partial.dtype)
     sx = s_x.reshape(n_b) if isinstance(s_x, Tensor) else torch.full((n_b,), s_x, dtype=partial.dtype)
     _kernels.read_out_sum(
-        p, p if z is None else _np(z.contiguous()), p if std is None else _np(std.contiguous()), std is not None, dt(sigma),
-        z is not None, dt(limit), quantize, _np(scale.contiguous()).reshape(k, n_out), _np(sx.contiguous()),
-        _np(sx) if bias is None else _np(bias.contiguous()), bias is not None, dt(0), _np(y),
+        p, p if z is None else _np(z.contiguous()), p if var is None else _np(var.contiguous()), var is not None, dt(beta),
+        dt(sigma), z is not None, dt(torch.finfo(partial.dtype).tiny), dt(limit), quantize,
+        _np(scale.contiguous()).reshape(k, n_out), _np(sx.contiguous()), _np(sx) if bias is None else _np(bias.contiguous()),
+        bias is not None, dt(0), _np(y),
     )
     return y
 
@@ -764,26 +766,33 @@ def surrogate_linear(
     # 4.-5. every tile row's partial current at once (K, B, n_out), output noise, ADC; digital rescale and sum
     partial = _tile_product(u, w_eff, buffer((k_tiles, n_b, n_out)))
     beta = params.beta_rel / unit_out  # beta |I~| in I_dev^2 is (beta / unit_out) |I~ / unit_out| in unit_out^2
+    fused = not track and kernels  # read-out (its data-dependent std too), sum over tile rows, digital stage: one pass
     var = None
     if has_read and not per_batch:
         with torch.set_grad_enabled(torch.is_grad_enabled() and noise_std_gradient):
-            var_read = (w_blocks / s_b).abs().mul(k2 * alpha).add(k2 * alpha0)
+            if fused:
+                var_read = torch.empty_like(w_blocks)
+                _kernels.read_variance(_np(w_blocks.contiguous()).reshape(-1, rows), _np(s_w.contiguous()).reshape(-1),
+                                       _np(var_read).dtype.type(k2 * alpha), _np(var_read).dtype.type(k2 * alpha0),
+                                       _np(var_read).reshape(-1, rows))
+            else:
+                var_read = (w_blocks / s_b).abs().mul(k2 * alpha).add(k2 * alpha0)
             var = _tile_product(u * u, var_read)
-    if beta > 0:
+    if beta > 0 and not fused:
         term = partial.abs() * beta
         var = term if var is None else var + term
     z_owned = z_out is None
     std = None
-    if var is not None or sigma > 0:
+    if var is not None or sigma > 0 or beta > 0:
         if z_out is None:
             z_out = _randn((k_tiles, n_b, n_out), x, generator, buffer((k_tiles, n_b, n_out)))
-        if var is not None:
+        if var is not None and not fused:
             std = _std(var + sigma * sigma, noise_std_gradient, positive=sigma > 0)
     scale = (s_w * unit_out if unit_out != 1.0 else s_w).unsqueeze(1)  # (K, 1, n_out)
     limit = params.adc_full_scale_rel / unit_out
     quantize = params.adc_bits is not None
-    if not track and kernels:  # read-out, sum over tile rows and digital rescale in one pass
-        y = _read_out_sum(partial, std, z_out, sigma, limit, quantize, scale, s_x, bias)
+    if fused:
+        y = _read_out_sum(partial, var, beta, z_out, sigma, limit, quantize, scale, s_x, bias)
     else:
         out = _ReadOut.apply(partial, std, z_out, sigma, limit, quantize, scale, not track, z_owned, track)
         y = out[0] if k_tiles == 1 else out.sum(dim=0)
