@@ -23,10 +23,12 @@ What is estimated (units: :mod:`crossbar.fitting`, "Normalized units")
       f_out = n_ch sum_tiles a^2                      theta = sigma_out^2 (+ ADC step^2/12)
       f_alpha = sum_tiles a^2 sum_j |w~_ij| x~_bj^2    theta = alpha
       f_offset = sum_tiles a^2 sum_j x~_bj^2           theta = alpha0
-      f_beta = sum_tiles a^2 |I~_bi|                   theta = beta
+      f_beta = sum_tiles a^2 |I~_bi|                   theta = g beta
       f_act = 1                                        theta = s_c^2 + s_u^2  (activation noise)
 
-  fitted by weighted least squares with weights ``1 / v_pilot^2`` (iteratively reweighted on the first
+  (the data-dependent noise follows the realized current ``g I~``, g the global gain, while the feature
+  uses the exact ``I~``, so the fit reports ``beta = theta / g``, in the surrogate's convention), fitted
+  by weighted least squares with weights ``1 / v_pilot^2`` (iteratively reweighted on the first
   chunk, then fixed, so the stream needs one pass); the ADC's quantization variance step^2/12 is taken
   off sigma_out^2 (Sheppard's correction; the surrogate quantizes by itself). With digital differential
   readout (two ADC reads per tile partial) the surrogate's one read-out carries the noise of both.
@@ -958,7 +960,13 @@ def _fit(
             se.append(np.sqrt(2.0 / (r - 1) * st.bin_pred2) / st.bin_n)
     meas_a, pred_a, se_a = np.concatenate(meas), np.concatenate(pred), np.concatenate(se)
     r2, chi2 = _r2_chi2(meas_a, pred_a, se_a, len(theta))
-    read_fit = LinearFit(names=READ_NOISE_TERMS, coefficients=theta, std_errors=theta_se, r2=r2, chi2_per_dof=chi2)
+    # beta multiplies the realized current g |I~| in the model, the exact |I~| in the feature (module docstring)
+    gain_all = sum(st.sum_yi for st in stats) / max(sum(st.sum_ii for st in stats), 1e-300)
+    to_model = np.ones_like(theta)
+    if gain_all > 0:
+        to_model[READ_NOISE_TERMS.index("beta_rel")] = 1.0 / gain_all
+    read_fit = LinearFit(names=READ_NOISE_TERMS, coefficients=theta * to_model, std_errors=theta_se * to_model, r2=r2,
+                         chi2_per_dof=chi2)
 
     # ---- static errors: per-device least squares, pooled per |w~| bin
     nsb = protocol.n_static_bins
@@ -1119,7 +1127,7 @@ def _fit(
         read_noise_alpha_rel=max(float(theta[1]), 0.0),
         read_noise_offset_rel=max(float(theta[2]), 0.0),
         output_noise_std_rel=math.sqrt(max(out_var, 0.0)),
-        beta_rel=max(float(theta[3]), 0.0),
+        beta_rel=max(read_fit["beta_rel"], 0.0),
         activation_correlated_std_rel=math.sqrt(corr),
         activation_uncorrelated_std_rel=math.sqrt(max(float(theta[4]) - corr, 0.0)),
         time_sec=t_op,

@@ -400,9 +400,9 @@ def test_characterizing_the_surrogate_recovers_its_parameters() -> None:
                         protocol=CharacterizationProtocol(n_inputs=2048, times_sec=(), temperatures_kelvin=(), seed=1))
     rn = char.read_noise
     # Standard errors relative to the value, over 16 seeds (chip and protocol): offset 0.11-0.23, alpha
-    # 0.05-0.11, the others below 0.03. beta comes out low by about 3 standard errors on average: the
-    # estimator's feature is the ideal |x~ W~^T| while the model's |I~| carries the gain 0.95 (with
-    # gain_rel = 1 the z-scores centre on 0); a limitation of crossbar.characterization, not of the surrogate.
+    # 0.05-0.11, the others below 0.03. beta is the model's coefficient of the realized current g |I~|
+    # (the estimator divides its fit on the exact |I~| by the gain; before it did, beta read about 5 %
+    # low here, g = 0.95, z = -3.7).
     for name, value, rel_se in (("output_var_rel", 0.04**2, 0.1), ("alpha_rel", 3e-4, 0.2), ("offset_rel", 5e-5, 0.3),
                                 ("beta_rel", 2e-3, 0.1), ("activation_var_rel", 0.2**2 + 0.1**2, 0.1)):
         se = rn.std_error(name)
