@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crossbar import _threadenv
+
 MODULES = [
     "benchmarks.bench_mvm",
     "benchmarks.bench_bridge",
@@ -46,6 +48,7 @@ def _machine() -> dict[str, Any]:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
+        "thread_env": {name: os.environ.get(name) for name in (*_threadenv.SETTINGS, "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")},
     }
 
 

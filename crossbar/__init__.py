@@ -6,6 +6,7 @@ The public API: load a :class:`DeviceProfile`, configure a :class:`Chip`, progra
 >>> chip = Chip("pcm", ChipConfig(stages=Stages.all_off()), seed=1)
 """
 
+from crossbar import _threadenv  # noqa: F401  (first: thread-pool settings before NumPy loads)
 from crossbar._version import __version__
 from crossbar.characterization import (
     Characterization,

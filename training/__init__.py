@@ -10,6 +10,7 @@ and its plots (:mod:`training.plots`). The calibration loop with the chip as har
 (:mod:`training.calibration`) and the main job of ``crossbar run`` (:mod:`training.pipeline`).
 """
 
+from crossbar import _threadenv  # noqa: F401  (first: thread-pool settings before NumPy/torch load)
 from training.activations import ActivationKind, PhotonicSigmoid, activation_derivative, make_activation, photonic_sigmoid
 from training.calibration import CalibrationConfig, CalibrationMode, CalibrationRecord, CalibrationResult, train_with_calibration
 from training.checkpoint import load_checkpoint, save_checkpoint
