@@ -183,11 +183,13 @@ def test_different_seeds_and_repeated_reads_differ() -> None:
     assert not np.array_equal(m1.matvec(x), m1.matvec(x))  # fresh noise at every read
 
 
-def test_results_do_not_depend_on_the_thread_count() -> None:
+def test_results_do_not_depend_on_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
     import numba
 
-    from crossbar.chip import _PARALLEL_MIN_ELEMENTS
+    import crossbar.chip
 
+    monkeypatch.setattr(crossbar.chip, "_PARALLEL_MIN_ELEMENTS", 1 << 15)  # small data, threaded kernels
+    _PARALLEL_MIN_ELEMENTS = crossbar.chip._PARALLEL_MIN_ELEMENTS
     rng = np.random.default_rng(10)
     w, x = _wx(rng, 40, 64, 1000)
     assert x.size >= _PARALLEL_MIN_ELEMENTS and 40 * x.shape[0] >= _PARALLEL_MIN_ELEMENTS  # the threaded kernels run

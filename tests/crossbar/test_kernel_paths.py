@@ -35,8 +35,11 @@ def _with_threads(n: int, fn):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("sampling", list(ReadNoiseSampling), ids=lambda s: s.value)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_threaded_matvec_is_bit_identical_for_any_thread_count(sampling: ReadNoiseSampling, dtype: type) -> None:
-    """Large enough that every kernel takes its threaded path (chip._PARALLEL_MIN_ELEMENTS)."""
+def test_threaded_matvec_is_bit_identical_for_any_thread_count(
+    sampling: ReadNoiseSampling, dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large enough that every kernel takes its threaded path (threshold pinned at 2^15 elements)."""
+    monkeypatch.setattr(chip_module, "_PARALLEL_MIN_ELEMENTS", 1 << 15)
     rng = np.random.default_rng(0)
     w = rng.standard_normal((100, 130))
     x = rng.standard_normal((400, 130)).astype(dtype)
