@@ -467,7 +467,11 @@ def _parse_source(raw: Any, data: Mapping[str, Any], fail: Any) -> Source:
 
 
 def _shipped_dir() -> Any:
-    return resources.files("crossbar.device_profiles")
+    try:
+        return resources.files("crossbar.device_profiles")
+    except ModuleNotFoundError:
+        # A source checkout on sys.path without ``pip install``: the profiles sit beside the package.
+        return Path(__file__).resolve().parent.parent / "device_profiles"
 
 
 def list_profiles() -> list[str]:
