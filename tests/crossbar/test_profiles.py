@@ -171,3 +171,16 @@ def test_programmed_drift_exponents_follow_the_conductance_dependent_law() -> No
     for k in range(levels.size):
         assert abs(nu[k].mean() - expected_mean[k]) < 5 * expected_std[k] / math.sqrt(n), k
         assert nu[k].std() == pytest.approx(expected_std[k], rel=0.03), k
+
+
+def test_shipped_profiles_are_found_in_a_checkout_without_install(monkeypatch):
+    import crossbar.profiles as profiles_module
+
+    installed = profiles_module.list_profiles()
+
+    def not_installed(package):
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    monkeypatch.setattr(profiles_module.resources, "files", not_installed)
+    assert profiles_module.list_profiles() == installed
+    assert profiles_module.load_profile("pcm").name == "pcm"
