@@ -40,8 +40,9 @@ def _fmt(value: Any, unit: str | None = None) -> str:
     return str(value)
 
 
-def render(results: dict[str, Any]) -> str:
-    """Markdown tables of a results object ``{"machine", "versions", "records"}``."""
+def render(results: dict[str, Any], exclude: tuple[str, ...] = ()) -> str:
+    """Markdown tables of a results object ``{"machine", "versions", "records"}``, without the groups
+    named in ``exclude``."""
     machine = results.get("machine", {})
     versions = results.get("versions", {})
     lines = [
@@ -53,6 +54,8 @@ def render(results: dict[str, Any]) -> str:
     ]
     groups: dict[str, list[dict[str, Any]]] = {}
     for rec in results.get("records", []):
+        if rec["name"].split("_", 1)[0] in exclude:
+            continue
         groups.setdefault(rec["name"].split("_", 1)[0], []).append(rec)
     for group, recs in groups.items():
         lines += [f"**{group}**", "", "| record | value | baseline | baseline value | ratio | target | met |", "|---|---|---|---|---|---|---|"]
@@ -72,13 +75,14 @@ def render(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH, help=f"results file (default {DEFAULT_PATH})")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="GROUP", help="leave out these record groups (e.g. mnist)")
     args = parser.parse_args(argv)
     try:
         results = json.loads(args.path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: cannot read {args.path}: {exc}", file=sys.stderr)
         return 2
-    print(render(results))
+    print(render(results, tuple(args.exclude)))
     return 0
 
 
