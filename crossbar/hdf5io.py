@@ -128,7 +128,13 @@ def open_checked(path: str | Path, *, file_kind: str, schema_version: int) -> h5
         version = int(fh.attrs["schema_version"])
         if version != schema_version:
             raise HDF5FormatError(f"{p}: {file_kind} schema_version {version}, this package reads {schema_version}")
-    except Exception:
+    except HDF5FormatError:
+        fh.close()
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged root attributes (h5py raises OSError)
+        fh.close()
+        raise HDF5FormatError(f"{p}: damaged root attributes: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except BaseException:
         fh.close()
         raise
     return fh

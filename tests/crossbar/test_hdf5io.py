@@ -40,7 +40,7 @@ def test_a_crash_leaves_the_previous_file_intact(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.h5"]
 
 
-@pytest.mark.parametrize("damage", ["truncate", "foreign", "kind", "version", "no-attrs", "missing"])
+@pytest.mark.parametrize("damage", ["truncate", "foreign", "kind", "version", "no-attrs", "missing", "bad-version-attr"])
 def test_bad_files_are_rejected_in_one_line(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "a.h5"
     _write(path)
@@ -57,6 +57,9 @@ def test_bad_files_are_rejected_in_one_line(tmp_path: Path, damage: str) -> None
     elif damage == "no-attrs":
         with h5py.File(path, "w") as fh:
             fh["x"] = 1
+    elif damage == "bad-version-attr":
+        with h5py.File(path, "r+") as fh:
+            fh.attrs["schema_version"] = "one"
     else:
         path.unlink()
     with pytest.raises(HDF5FormatError) as info:
