@@ -60,6 +60,13 @@ def test_characterize_quick_writes_a_readable_file(tmp_path: Path, capsys: pytes
     assert read_surrogate_params(out).read_noise_alpha_rel > 0
 
 
+def test_no_progress_switches_the_bars_off(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["characterize", "--quick", "--out", str(tmp_path / "a.h5")]) == 0
+    assert "chunk" in capsys.readouterr().err  # the tqdm bar
+    assert main(["characterize", "--quick", "--no-progress", "--out", str(tmp_path / "b.h5")]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_train_resumes_after_an_interrupt_and_evaluate_reads_its_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

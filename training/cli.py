@@ -123,7 +123,7 @@ def _cmd_characterize(args: argparse.Namespace) -> int:
     )
     print(f"characterizing a {chip.profile.name} chip: {protocol.n_inputs} vectors x {protocol.n_repeats} reads per probe matrix"
           + ("" if sweeps else ", drift and temperature sweeps"), flush=True)
-    char = characterize(chip, protocol=protocol, progress=True)
+    char = characterize(chip, protocol=protocol, progress=args.progress)
     write_characterization(out, char)
     print(char.summary())
     written = [out]
@@ -175,14 +175,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"{run.epochs} epochs, calibration `{args.calibration}`, into {out}", flush=True)
     records: list = []
     if args.calibration == "none":
-        trainer = Trainer(model, train, config=config, recipe=recipe, eval_data=test, checkpoint_path=out / "checkpoint.pt")
+        trainer = Trainer(model, train, config=config, recipe=recipe, eval_data=test, checkpoint_path=out / "checkpoint.pt",
+                          progress=args.progress)
         history = trainer.fit()
         trained = model
     else:
         initial = None if args.characterization is None else read_surrogate_params(args.characterization)
         calibration = dataclasses.replace(run.calibration, mode=CalibrationMode(args.calibration))
         result = train_with_calibration(model, train, chip, train_config=config, recipe=recipe, calibration=calibration,
-                                        initial_params=initial, eval_data=test, run_dir=out)
+                                        initial_params=initial, eval_data=test, run_dir=out, progress=args.progress)
         history, trained, records = result.history, result.model, result.records
     meta = {"method": args.method, "strength": args.strength, "calibration": args.calibration, "profile": chip.profile.name,
             "seed": run.seed, "epochs": run.epochs, "dataset": run.dataset.value, "data_dir": run.data_dir,
@@ -241,7 +242,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(base, **changes)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
-    run_main_job(config, args.out, argv=args.argv)
+    run_main_job(config, args.out, argv=args.argv, progress=args.progress)
     return 0
 
 
@@ -284,6 +285,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sweeps", dest="sweeps", action="store_false", help="skip the drift and temperature sweeps")
     p.add_argument("--quick", action="store_true", help="512 vectors, no sweeps (seconds)")
     p.add_argument("--out", default="results/characterization.h5", help="output file (default results/characterization.h5)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars (logs, notebooks)")
     p.set_defaults(func=_cmd_characterize)
 
     from training.pipeline import Method
@@ -300,6 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs (default 8)")
     p.add_argument("--quick", action="store_true", help="small model and data, seconds")
     p.add_argument("--out", default="results/train", help="output folder; an interrupted run there resumes (default results/train)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars (logs, notebooks)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained model on the chip: drift, temperature, device and activation noise")
@@ -319,6 +322,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
     p.add_argument("--out", default="results/run", help="results folder; an interrupted run there resumes (default results/run)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars (logs, notebooks)")
     p.set_defaults(func=_cmd_run)
     return parser
 
