@@ -156,6 +156,7 @@ def _full() -> list[Record]:
         beyond_runs,
         drop_at_clean,
         issue6_runs,
+        measured_prior_runs,
         replicates,
         run_study,
         select_best,
@@ -165,7 +166,7 @@ def _full() -> list[Record]:
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file() and not (MNIST_DIR / "train-images-idx3-ubyte").is_file():
         raise FileNotFoundError(f"the full training benchmark needs the real MNIST IDX files in {MNIST_DIR}")
     data = study_data(load_mnist(MNIST_DIR))
-    runs = issue6_runs() + beyond_runs()
+    runs = issue6_runs() + beyond_runs() + measured_prior_runs()
     results = run_study(runs, data, results_dir=RESULTS_DIR, log=lambda line: print(f"    {line}", flush=True))
     standard = results["standard"]
     floor = standard.clean_val - CLEAN_MARGIN

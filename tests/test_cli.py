@@ -67,6 +67,18 @@ def test_no_progress_switches_the_bars_off(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().err == ""
 
 
+def test_train_physics_informed_reads_pi_hw_from_the_characterization(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    char = tmp_path / "char.h5"
+    assert main(["characterize", "--quick", "--no-progress", "--out", str(char)]) == 0
+    out = tmp_path / "t"
+    assert main(["train", "--quick", "--no-progress", "--method", "physics_informed", "--strength", "0.01",
+                 "--calibration", "none", "--characterization", str(char), "--out", str(out)]) == 0
+    meta = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    assert meta["method"] == "physics_informed" and len(meta["test_accuracy_per_epoch"]) >= 1
+
+
 def test_train_resumes_after_an_interrupt_and_evaluate_reads_its_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -133,8 +145,9 @@ def test_run_quick_writes_every_promised_file(tmp_path: Path) -> None:
         (["characterize", "--quick", "--out", "char.txt"], "expected an .h5 file"),
         (["run", "--quick", "--config", "/nonexistent/run.toml"], "no such configuration file"),
         (["train", "--quick", "--characterization", "/nonexistent/c.h5"], "/nonexistent/c.h5"),
+        (["train", "--quick", "--method", "physics_informed"], "needs --characterization"),
     ],
-    ids=["missing-data", "missing-model", "bad-out", "missing-run-config", "missing-characterization"],
+    ids=["missing-data", "missing-model", "bad-out", "missing-run-config", "missing-characterization", "physics-without-pi-hw"],
 )
 def test_more_errors_are_one_line(argv: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,6 +63,8 @@ from training.physics_loss import (
     kl_divergence,
     physics_informed_penalty,
     prior_from_counts,
+    prior_from_pi_hw,
+    read_hardware_prior,
     soft_histogram,
     uniform_level_prior,
 )
@@ -167,6 +169,8 @@ __all__ = [
     "physics_informed_penalty",
     "prepare_qat",
     "prior_from_counts",
+    "prior_from_pi_hw",
+    "read_hardware_prior",
     "quantization_levels",
     "quantize_ste",
     "read_idx",

@@ -170,7 +170,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model = MLP(sizes, activation=run.activation, generator=torch.Generator().manual_seed(run.seed))
     config = TrainConfig(epochs=run.epochs, batch_size=run.batch_size, learning_rate=run.learning_rate,
                          lr_schedule=LRSchedule.COSINE, seed=run.seed)
-    recipe = recipe_for(args.method, args.strength)
+    pi_hw = None
+    if args.method == "physics_informed":
+        if args.characterization is None:
+            raise CLIError("--method physics_informed needs --characterization FILE (pi_hw, from `crossbar characterize`)")
+        from crossbar.characterization_io import read_characterization
+
+        pi_hw = read_characterization(args.characterization).pi_hw
+    recipe = recipe_for(args.method, args.strength, pi_hw=pi_hw)
     print(f"training {model.extra_repr()} with `{args.method}` (strength {args.strength:g}) on {train.name}, "
           f"{run.epochs} epochs, calibration `{args.calibration}`, into {out}", flush=True)
     records: list = []

@@ -18,9 +18,12 @@ Statist. 22(1), 79-86 (1951), doi:10.1214/aoms/1177729694).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -34,6 +37,8 @@ __all__ = [
     "kl_divergence",
     "physics_informed_penalty",
     "prior_from_counts",
+    "prior_from_pi_hw",
+    "read_hardware_prior",
     "soft_histogram",
     "uniform_level_prior",
 ]
@@ -98,6 +103,46 @@ def prior_from_counts(bin_edges: Sequence[float], counts: Sequence[float], *, so
     if total <= 0:
         raise ValueError("counts are all zero: no distribution to match")
     return HardwarePrior(bin_edges=tuple(bin_edges), probabilities=tuple((c / total).tolist()), source=source)
+
+
+def prior_from_pi_hw(pi_hw: Any, *, w_max: float | None = None) -> HardwarePrior:
+    """``pi_hw`` of a characterization (:class:`crossbar.fitting.PiHW`) as the loss's prior.
+
+    Parameters
+    ----------
+    pi_hw : crossbar.fitting.PiHW
+        Level occupancy measured on the chip (``Characterization.pi_hw``), on its grid ``[-w_max, w_max]``
+        (normalized weights: ``w_max = 1``).
+    w_max : float, optional
+        Put the grid on ``[-w_max, w_max]`` in the model's weight units (the loss's
+        ``PhysicsInformedLoss.w_max``); default: the characterization's own.
+
+    Notes
+    -----
+    Use the same ``bits`` in :class:`PhysicsInformedLoss` as the characterization's grid
+    (``CharacterizationProtocol.pi_hw_bits``) so that Q_b's levels sit at the centres of the bins.
+    """
+    for name in ("bin_edges", "probabilities", "w_max", "source"):
+        if not hasattr(pi_hw, name):
+            raise ValueError(f"pi_hw = {type(pi_hw).__name__} has no {name!r}: expected crossbar.fitting.PiHW")
+    if w_max is not None:
+        pi_hw = pi_hw.scaled(float(w_max))
+    source = pi_hw.source or "characterization"
+    return HardwarePrior(bin_edges=tuple(float(e) for e in pi_hw.bin_edges),
+                         probabilities=tuple(float(p) for p in pi_hw.probabilities),
+                         source=f"{source} ({pi_hw.bits}-bit level occupancy on [-{pi_hw.w_max:g}, {pi_hw.w_max:g}])")
+
+
+def read_hardware_prior(path: str | os.PathLike[str], *, w_max: float | None = None) -> tuple[HardwarePrior, int]:
+    """The prior and grid resolution (bits) stored in a characterization file (``crossbar characterize``).
+
+    Raises ``crossbar.hdf5io.HDF5FormatError`` (one line) for a missing, damaged or foreign file.
+    """
+    from crossbar.characterization_io import read_characterization
+
+    pi_hw = read_characterization(path).pi_hw
+    prior = prior_from_pi_hw(pi_hw, w_max=w_max)
+    return dataclasses.replace(prior, source=f"{os.fspath(path)}: {prior.source}"), int(pi_hw.bits)
 
 
 def uniform_level_prior(bits: int, w_max: float) -> HardwarePrior:

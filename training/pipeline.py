@@ -55,6 +55,7 @@ from training.datasets import Dataset, DatasetSplits, load_embedded_mnist, load_
 from training.evaluation import NoiseSweep, evaluate_accuracy, log_spaced_variances, noise_sweep
 from training.models import MLP
 from training.noise import ActivationNoise, NoiseCorrelation
+from training.physics_loss import PhysicsInformedLoss, prior_from_pi_hw
 from training.study import DUQUE_BOTH, vant_config
 from training.trainer import LRSchedule, Recipe, TrainConfig
 
@@ -104,13 +105,26 @@ class Method(enum.Enum):
     VANT = "vant"
     """VANT: per-sample activation-noise std ``0.5 s + 0.75 s |z|``, s = ``sqrt(strength)``
     (:func:`training.study.vant_config`)."""
+    PHYSICS_INFORMED = "physics_informed"
+    """The physics-informed loss with ``pi_hw`` measured on the chip (a characterization's level occupancy):
+    weights kept in [-1, 1] (lambda_1 = 1) and ``strength`` x KL(soft hist(Q_b(W)) || pi_hw) (lambda_2), Q_b at
+    the characterization's grid resolution. Needs the characterization (``pi_hw=`` of :func:`recipe_for`)."""
 
 
-def recipe_for(method: Method | str, strength: float) -> Recipe:
-    """The :class:`~training.trainer.Recipe` of a :class:`Method` at a strength (see each member)."""
+def recipe_for(method: Method | str, strength: float, *, pi_hw: Any | None = None) -> Recipe:
+    """The :class:`~training.trainer.Recipe` of a :class:`Method` at a strength (see each member).
+
+    ``pi_hw`` (a :class:`crossbar.fitting.PiHW`, e.g. ``Characterization.pi_hw``) is the measured level
+    occupancy that :attr:`Method.PHYSICS_INFORMED` matches; the other methods ignore it.
+    """
     method = Method(method)
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not (math.isfinite(strength) and strength >= 0):
         raise ValueError(f"strength = {strength!r} must be a finite number >= 0")
+    if method is Method.PHYSICS_INFORMED:
+        if pi_hw is None:
+            raise ValueError("method 'physics_informed' needs pi_hw from a characterization of the chip (--characterization FILE)")
+        physics = PhysicsInformedLoss(lambda_clip=1.0, lambda_kl=float(strength), w_max=1.0, bits=int(pi_hw.bits))
+        return Recipe(physics=physics, prior=prior_from_pi_hw(pi_hw, w_max=physics.w_max))
     if method is Method.STANDARD:
         return Recipe()
     if method is Method.NOISE_AWARE:
@@ -618,7 +632,7 @@ def run_main_job(
     sizes = (int(np.prod(train.images.shape[1:])), *config.hidden, train.n_classes)
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
                                lr_schedule=LRSchedule.COSINE, seed=config.seed)
-    recipes = {"standard": recipe_for(Method.STANDARD, 0.0), "robust": recipe_for(config.robust_method, config.robust_strength)}
+    recipes = {"standard": recipe_for(Method.STANDARD, 0.0), "robust": recipe_for(config.robust_method, config.robust_strength, pi_hw=char.pi_hw)}
     trainings: dict[str, CalibrationResult] = {}
     for k, (name, recipe) in enumerate(recipes.items()):
         _say(log, f"[3/4] training the {name} model ({config.epochs} epochs, calibration `{config.calibration.mode.value}`) ...")

@@ -42,7 +42,7 @@ from training.distillation import Distillation
 from training.evaluation import NoiseSweep, epochs_to_fraction_of_best, evaluate_accuracy, log_spaced_variances, noise_sweep
 from training.models import MLP, NoiseAwareModel, ResidualMLP
 from training.noise import ActivationNoise, NoiseCorrelation, NoiseKind, VANTConfig
-from training.physics_loss import PhysicsInformedLoss, uniform_level_prior
+from training.physics_loss import HardwarePrior, PhysicsInformedLoss, prior_from_pi_hw, uniform_level_prior
 from training.regularizers import ExplainableRegularization
 from training.srl import SRLConfig
 from training.trainer import LRSchedule, Recipe, TrainConfig, TrainHistory, Trainer
@@ -56,6 +56,8 @@ __all__ = [
     "DUQUE_UNCORRELATED",
     "LEARNING_RATE",
     "PHYSICS",
+    "measured_pcm_prior",
+    "measured_prior_runs",
     "ModelKind",
     "RunResult",
     "StudyData",
@@ -631,6 +633,30 @@ def issue6_runs(epochs: int = 30) -> list[StudyRun]:
         runs.append(StudyRun(name=f"noise_aware_explainable_v{v:g}", method="noise_aware_explainable", strength=v,
                              train=cfg, recipe=Recipe(train_noise=_noise(v), explainable=DUQUE_BOTH)))
     return runs
+
+
+def measured_pcm_prior(bits: int = PHYSICS.bits) -> HardwarePrior:
+    """``pi_hw`` measured on the shipped PCM chip: the level occupancy of the realized normalized weights
+    of a characterization (default chip configuration, seed 0, the default probe matrices, 512 vectors,
+    no sweeps), on the ``bits``-bit grid of :data:`PHYSICS` (``w_max`` 1). About a second of work."""
+    from crossbar import CharacterizationProtocol, Chip, ChipConfig, characterize
+
+    protocol = CharacterizationProtocol(n_inputs=512, pi_hw_bits=bits, times_sec=(), temperatures_kelvin=(), seed=0)
+    char = characterize(Chip("pcm", ChipConfig(), seed=0), protocol=protocol)
+    return prior_from_pi_hw(char.pi_hw, w_max=PHYSICS.w_max)
+
+
+def measured_prior_runs(epochs: int = 30) -> list[StudyRun]:
+    """``srl_physics_measured``: the ``srl_physics`` runs of :func:`issue6_runs` with ``pi_hw`` measured on the
+    PCM chip (:func:`measured_pcm_prior`) instead of the uniform placeholder, at beta 1 and 3."""
+    cfg = _cfg(epochs)
+    prior = measured_pcm_prior()
+    return [
+        StudyRun(name=f"srl_physics_measured_b{beta:g}", method="srl_physics_measured", strength=beta, train=cfg,
+                 model=ModelKind.RESIDUAL, srl=SRLConfig(beta=beta, bits=8, preact_max=16.0),
+                 recipe=Recipe(physics=PHYSICS, prior=prior))
+        for beta in (1.0, 3.0)
+    ]
 
 
 def beyond_runs(epochs: int = 60) -> list[StudyRun]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -158,3 +159,72 @@ def test_physics_penalty_groups_levels_without_changing_value_or_gradient():
     torch.testing.assert_close(grouped, direct, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(g_grouped, g_direct, rtol=1e-10, atol=1e-12)
     assert g_grouped.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pi_hw measured on the chip (a characterization) as the prior
+
+
+def _characterization(bits: int = 4):
+    import numpy as np
+
+    from crossbar import Chip, ChipConfig, CharacterizationProtocol, MatrixKind, TileConfig, characterize, probe_matrix
+
+    w = probe_matrix(MatrixKind.GAUSSIAN, (24, 40), seed=3)
+    chip = Chip("pcm", ChipConfig(tile=TileConfig(rows=32, cols=16)), seed=3)
+    protocol = CharacterizationProtocol(n_inputs=256, pi_hw_bits=bits, times_sec=(), temperatures_kelvin=(), seed=3)
+    char = characterize(chip, {"w": np.asarray(w)}, protocol=protocol)
+    return char
+
+
+def test_prior_from_pi_hw_keeps_the_measured_occupancy_on_the_loss_grid():
+    from training.physics_loss import prior_from_pi_hw
+
+    char = _characterization(bits=4)
+    prior = prior_from_pi_hw(char.pi_hw)
+    assert prior.probabilities == pytest.approx(tuple(char.pi_hw.probabilities), abs=1e-12)
+    # the same bin layout as the loss's level grid: Q_b's levels at the bin centres
+    assert prior.bin_edges == pytest.approx(uniform_level_prior(4, 1.0).bin_edges, abs=1e-12)
+    assert max(prior.probabilities) > 2 * min(prior.probabilities)  # measured, not uniform
+    half = prior_from_pi_hw(char.pi_hw, w_max=0.5)
+    assert half.bin_edges == pytest.approx(tuple(0.5 * e for e in prior.bin_edges), abs=1e-12)
+    assert half.probabilities == pytest.approx(prior.probabilities, abs=1e-12)
+    with pytest.raises(ValueError, match="expected crossbar.fitting.PiHW"):
+        prior_from_pi_hw(object())
+
+
+def test_read_hardware_prior_from_a_characterization_file(tmp_path):
+    from crossbar import write_characterization
+    from crossbar.hdf5io import HDF5FormatError
+    from training.physics_loss import prior_from_pi_hw, read_hardware_prior
+
+    char = _characterization(bits=3)
+    path = tmp_path / "chip.h5"
+    write_characterization(path, char)
+    prior, bits = read_hardware_prior(path)
+    assert bits == 3
+    assert prior.probabilities == pytest.approx(prior_from_pi_hw(char.pi_hw).probabilities, abs=1e-12)
+    assert str(path) in prior.source
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(HDF5FormatError):
+        read_hardware_prior(path)
+
+
+def test_physics_informed_recipe_uses_the_measured_prior():
+    from training.pipeline import Method, recipe_for
+
+    char = _characterization(bits=4)
+    with pytest.raises(ValueError, match="needs pi_hw"):
+        recipe_for(Method.PHYSICS_INFORMED, 0.01)
+    recipe = recipe_for("physics_informed", 0.01, pi_hw=char.pi_hw)
+    assert recipe.physics.lambda_kl == 0.01 and recipe.physics.bits == 4 and recipe.physics.w_max == 1.0
+    assert recipe.prior.probabilities == pytest.approx(tuple(char.pi_hw.probabilities), abs=1e-12)
+    # a step of the loss's gradient moves the weights' quantized histogram towards the measured prior
+    weights = [torch.randn(30, 40, generator=torch.Generator().manual_seed(0)).mul_(0.8).requires_grad_()]
+    config = dataclasses.replace(recipe.physics, lambda_clip=0.0, lambda_kl=1.0)
+    before = physics_informed_penalty(weights, config=config, prior=recipe.prior)
+    before.backward()
+    with torch.no_grad():
+        moved = [weights[0] - 0.02 * weights[0].grad / weights[0].grad.abs().max()]  # |step| <= 0.02
+    after = physics_informed_penalty(moved, config=config, prior=recipe.prior)
+    assert after.item() < before.detach().item()

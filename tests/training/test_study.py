@@ -272,3 +272,19 @@ def test_cache_keys_of_runs_without_later_fields_are_unchanged():
     assert _run_key(run) == repr(run).replace(", init_from=None", "")
     tuned = StudyRun(name="t", method="m", strength=0.0, train=_cfg(), sizes=SIZES, init_from="standard")
     assert "init_from='standard'" in _run_key(tuned)
+
+
+def test_measured_prior_runs_use_pi_hw_of_the_pcm_chip():
+    from training.study import PHYSICS, issue6_runs, measured_pcm_prior, measured_prior_runs
+
+    prior = measured_pcm_prior()
+    assert prior == measured_pcm_prior()  # deterministic: part of the runs' cache keys
+    assert "pcm" in prior.source and len(prior.probabilities) == (1 << PHYSICS.bits) - 1
+    assert max(prior.probabilities) > 2 * min(prior.probabilities)  # not the uniform placeholder
+    runs = measured_prior_runs()
+    placeholder = {r.strength: r for r in issue6_runs() if r.method == "srl_physics"}
+    for r in runs:
+        assert r.recipe.prior == prior and r.recipe.physics == PHYSICS
+        twin = placeholder[r.strength]  # the same network and training, only pi_hw differs
+        assert (r.model, r.srl, r.train, r.sizes) == (twin.model, twin.srl, twin.train, twin.sizes)
+        assert twin.recipe.prior != prior
