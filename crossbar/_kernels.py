@@ -163,6 +163,17 @@ def _activation_noise(acc: np.ndarray, n_b: float, unc_std: float, z: np.ndarray
 
 
 @inline_kernel
+def _epilogue_draws(partial: np.ndarray, z_read: np.ndarray, z_corr: np.ndarray, z_unc: np.ndarray, add_noise: bool,
+                    corr_std: float, unc_std: float) -> int:
+    """Normals the epilogue draws per sample (read/output noise per partial, uncorrelated, correlated)."""
+    n_part, _, n_out = partial.shape
+    draw_read = add_noise and not z_read.shape[0] > 0
+    draw_unc = unc_std > 0.0 and not z_unc.shape[0] > 0
+    draw_corr = corr_std > 0.0 and not z_corr.shape[0] > 0
+    return (n_part * n_out if draw_read else 0) + (n_out if draw_unc else 0) + (1 if draw_corr else 0)
+
+
+@inline_kernel
 def _epilogue_chunk(
     c: int,
     partial: np.ndarray,
@@ -184,24 +195,23 @@ def _epilogue_chunk(
     z_corr: np.ndarray,
     z_unc: np.ndarray,
     y: np.ndarray,
+    acc: np.ndarray,
+    cur: np.ndarray,
+    zc: np.ndarray,
 ) -> None:
-    """Samples ``c * chunk`` to ``(c + 1) * chunk - 1`` of :func:`epilogue`."""
+    """Samples ``c * chunk`` to ``(c + 1) * chunk - 1`` of :func:`epilogue`, with the worker's scratch
+    buffers ``acc``, ``cur`` (``n_out`` each) and ``zc`` (``_epilogue_draws(...) * chunk`` normals)."""
     n_part, n_batch, n_out = partial.shape
     has_var = partial_var.shape[0] > 0
     given_read = z_read.shape[0] > 0
+    n_draw = _epilogue_draws(partial, z_read, z_corr, z_unc, add_noise, corr_std, unc_std)
+    draw_unc = unc_std > 0.0 and not z_unc.shape[0] > 0
     given_corr = z_corr.shape[0] > 0
     given_unc = z_unc.shape[0] > 0
-    draw_read = add_noise and not given_read
-    draw_unc = unc_std > 0.0 and not given_unc
-    draw_corr = corr_std > 0.0 and not given_corr
-    n_draw = (n_part * n_out if draw_read else 0) + (n_out if draw_unc else 0) + (1 if draw_corr else 0)
-    stream = normal_stream(seed, np.uint64(c))
-    acc = np.empty(n_out, dtype=partial.dtype)
-    cur = np.empty(n_out, dtype=partial.dtype)
     lo = c * chunk
     hi = min(n_batch, lo + chunk)
-    zc = np.empty(max(n_draw * (hi - lo), 1), dtype=np.float32)
-    fill_normal(zc, n_draw * (hi - lo), stream)
+    if n_draw > 0:
+        fill_normal(zc, n_draw * (hi - lo), normal_stream(seed, np.uint64(c)))
     zero = like(0.0, acc)
     one = like(1.0, acc)
     for b in range(lo, hi):
@@ -211,57 +221,54 @@ def _epilogue_chunk(
         for p in range(n_part):
             pb = partial[p, b]
             qb = partial_var[p, b] if has_var else pb
+            src = pb  # the current each ADC reads: the partial itself, or with its read and output noise
             if add_noise:
                 if given_read:
                     _noisy_current(pb, qb, z_read[p, b], has_var, out_var, cur)
                 else:
                     _noisy_current(pb, qb, zb[pos : pos + n_out], has_var, out_var, cur)
                     pos += n_out
-            else:
-                for i in range(n_out):
-                    cur[i] = pb[i]
+                src = cur
             g = gain[p]
             fs = like(full_scale[p], acc)
             if adc_levels > 0:
                 step = fs / like(adc_levels, acc)
                 inv_step = one / step
                 for i in range(n_out):
-                    acc[i] += like(g[i], acc) * (np.rint(min(max(cur[i], -fs), fs) * inv_step) * step)
+                    acc[i] += like(g[i], acc) * (np.rint(min(max(src[i], -fs), fs) * inv_step) * step)
             elif full_scale[p] < np.inf:
                 for i in range(n_out):
-                    acc[i] += like(g[i], acc) * min(max(cur[i], -fs), fs)
+                    acc[i] += like(g[i], acc) * min(max(src[i], -fs), fs)
             else:
                 for i in range(n_out):
-                    acc[i] += like(g[i], acc) * cur[i]
+                    acc[i] += like(g[i], acc) * src[i]
         s = like(scale[b], acc)
+        yb = y[b]  # the activation writes the output row; its noise is added there in place
         if activation == 0:
             for i in range(n_out):
-                acc[i] = s * acc[i] + like(bias[i], acc)
+                yb[i] = s * acc[i] + like(bias[i], acc)
         elif activation == 1:
             for i in range(n_out):
-                acc[i] = max(s * acc[i] + like(bias[i], acc), zero)
+                yb[i] = max(s * acc[i] + like(bias[i], acc), zero)
         elif activation == 2:
             for i in range(n_out):  # one exp, no branch: t = e^-|u|, sigmoid = 1/(1+t) or t/(1+t)
                 u = s * acc[i] + like(bias[i], acc)
                 t = vexp(-abs(u))
                 r = one / (one + t)
-                acc[i] = r if u >= zero else t * r
+                yb[i] = r if u >= zero else t * r
         else:
             for i in range(n_out):
-                acc[i] = math.tanh(s * acc[i] + like(bias[i], acc))
+                yb[i] = math.tanh(s * acc[i] + like(bias[i], acc))
         if corr_std > 0.0 or unc_std > 0.0:
             n_b = 0.0
             if corr_std > 0.0:
                 n_b = corr_std * (z_corr[b] if given_corr else np.float64(zb[pos + (n_out if draw_unc else 0)]))
             if unc_std == 0.0:
-                _activation_noise(acc, n_b, 0.0, acc, multiplicative)
+                _activation_noise(yb, n_b, 0.0, yb, multiplicative)
             elif given_unc:
-                _activation_noise(acc, n_b, unc_std, z_unc[b], multiplicative)
+                _activation_noise(yb, n_b, unc_std, z_unc[b], multiplicative)
             else:
-                _activation_noise(acc, n_b, unc_std, zb[pos : pos + n_out], multiplicative)
-        yb = y[b]
-        for i in range(n_out):
-            yb[i] = acc[i]
+                _activation_noise(yb, n_b, unc_std, zb[pos : pos + n_out], multiplicative)
 
 
 
@@ -307,13 +314,17 @@ def epilogue(
     draws of the chunk, sample after sample, each in the order z_read over (p, i), z_unc over i, z_corr.
     """
     n_chunks = (partial.shape[1] + chunk - 1) // chunk
+    n_zc = max(_epilogue_draws(partial, z_read, z_corr, z_unc, add_noise, corr_std, unc_std) * chunk, 1)
     next_chunk = np.zeros(1, dtype=np.int64)
     for _ in prange(min(n_chunks, _MAX_THREADS)):
+        acc = np.empty(partial.shape[2], dtype=partial.dtype)
+        cur = np.empty(partial.shape[2], dtype=partial.dtype)
+        zc = np.empty(n_zc, dtype=np.float32)
         while True:
             c = atomic_add(next_chunk, 0, 1)
             if c >= n_chunks:
                 break
-            _epilogue_chunk(c, partial, partial_var, gain, scale, full_scale, adc_levels, add_noise, out_var, bias, activation, multiplicative, corr_std, unc_std, seed, chunk, z_read, z_corr, z_unc, y)
+            _epilogue_chunk(c, partial, partial_var, gain, scale, full_scale, adc_levels, add_noise, out_var, bias, activation, multiplicative, corr_std, unc_std, seed, chunk, z_read, z_corr, z_unc, y, acc, cur, zc)
 
 
 @vector_kernel
@@ -340,8 +351,11 @@ def epilogue_serial(
 ) -> None:
     """:func:`epilogue` on the calling thread (for small batches, where starting threads costs more)."""
     n_batch = partial.shape[1]
+    acc = np.empty(partial.shape[2], dtype=partial.dtype)
+    cur = np.empty(partial.shape[2], dtype=partial.dtype)
+    zc = np.empty(max(_epilogue_draws(partial, z_read, z_corr, z_unc, add_noise, corr_std, unc_std) * chunk, 1), dtype=np.float32)
     for c in range((n_batch + chunk - 1) // chunk):
-        _epilogue_chunk(c, partial, partial_var, gain, scale, full_scale, adc_levels, add_noise, out_var, bias, activation, multiplicative, corr_std, unc_std, seed, chunk, z_read, z_corr, z_unc, y)
+        _epilogue_chunk(c, partial, partial_var, gain, scale, full_scale, adc_levels, add_noise, out_var, bias, activation, multiplicative, corr_std, unc_std, seed, chunk, z_read, z_corr, z_unc, y, acc, cur, zc)
 
 
 @inline_kernel
