@@ -67,6 +67,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from crossbar._checks import check_float, check_int
 from crossbar.chip import Chip, ProgrammedMatrix
 from crossbar.config import Activation, ChipConfig, DifferentialReadout, InputRange, NoiseKind
 from crossbar.fitting import (
@@ -115,22 +116,8 @@ _PILOT_SAMPLES = 4096
 """(vector, output) samples of the first chunk used by the pilot fit that sets the regression weights."""
 
 
-def _check_int(obj: object, name: str, lo: int, hi: int = 1 << 40) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= int(value) <= hi:
-        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be an integer in [{lo}, {hi}]")
-    object.__setattr__(obj, name, int(value))
 
 
-def _check_real(obj: object, name: str, lo: float, hi: float, unit: str = "", *, open_low: bool = False) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be a number{unit}")
-    value = float(value)
-    object.__setattr__(obj, name, value)
-    ok = (value > lo if open_low else value >= lo) and value <= hi and math.isfinite(value)
-    if not ok:
-        raise ValueError(f"{type(obj).__name__}.{name} = {value:g}{unit} must be in {'(' if open_low else '['}{lo:g}, {hi:g}]{unit}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,8 +157,8 @@ class InputSet:
             except ValueError:
                 raise ValueError(f"InputSet.distribution = {self.distribution!r} must be one of "
                                  f"{', '.join(repr(m.value) for m in InputDistribution)}") from None
-        _check_real(self, "density_rel", 0.0, 1.0, open_low=True)
-        _check_real(self, "amplitude", 0.0, 1e30, open_low=True)
+        check_float(self, "density_rel", 0.0, 1.0, open_low=True)
+        check_float(self, "amplitude", 0.0, 1e30, open_low=True)
         if not isinstance(self.nonnegative, bool):
             raise ValueError(f"InputSet.nonnegative = {self.nonnegative!r} must be True or False")
 
@@ -285,14 +272,14 @@ class CharacterizationProtocol:
     """Seed of the probe inputs and probe matrices."""
 
     def __post_init__(self) -> None:
-        _check_int(self, "n_inputs", 2)
-        _check_int(self, "n_repeats", 2, 1 << 16)
-        _check_int(self, "chunk_size", 1)
+        check_int(self, "n_inputs", 2)
+        check_int(self, "n_repeats", 2, 1 << 16)
+        check_int(self, "chunk_size", 1)
         if not isinstance(self.input_sets, tuple) or not self.input_sets or not all(isinstance(s, InputSet) for s in self.input_sets):
             raise ValueError("CharacterizationProtocol.input_sets must be a non-empty tuple of InputSet")
         for name in ("time_sec", "temperature_kelvin"):
             if getattr(self, name) is not None:
-                _check_real(self, name, 0.0, 1e30, " s" if name == "time_sec" else " K", open_low=name != "time_sec")
+                check_float(self, name, 0.0, 1e30, " s" if name == "time_sec" else " K", open_low=name != "time_sec")
         for name, unit in (("times_sec", " s"), ("temperatures_kelvin", " K")):
             value = getattr(self, name)
             if value is None:
@@ -304,19 +291,19 @@ class CharacterizationProtocol:
             if any(not math.isfinite(v) or v <= 0 for v in values) or any(b <= a for a, b in zip(values, values[1:])):
                 raise ValueError(f"CharacterizationProtocol.{name} = {value!r} must be positive, finite and ascending{unit}")
             object.__setattr__(self, name, values)
-        _check_int(self, "n_sweep_inputs", 2)
-        _check_int(self, "n_abs_bins", 1, 1000)
-        _check_int(self, "n_static_bins", 3, 1000)
-        _check_int(self, "pi_hw_bits", 2, 16)
-        _check_real(self, "pi_hw_pseudo_count", 0.0, 1e9)
-        _check_int(self, "raw_vectors", 0)
-        _check_int(self, "n_groups", 2, 1 << 16)
+        check_int(self, "n_sweep_inputs", 2)
+        check_int(self, "n_abs_bins", 1, 1000)
+        check_int(self, "n_static_bins", 3, 1000)
+        check_int(self, "pi_hw_bits", 2, 16)
+        check_float(self, "pi_hw_pseudo_count", 0.0, 1e9)
+        check_int(self, "raw_vectors", 0)
+        check_int(self, "n_groups", 2, 1 << 16)
         if self.n_inputs < 2 * self.n_groups:
             raise ValueError(
                 f"CharacterizationProtocol.n_inputs = {self.n_inputs} must be >= 2 n_groups = {2 * self.n_groups} "
                 "(every group of the standard errors needs vectors)"
             )
-        _check_int(self, "seed", 0, (1 << 63) - 1)
+        check_int(self, "seed", 0, (1 << 63) - 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serializable dict."""

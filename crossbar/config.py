@@ -8,8 +8,9 @@ variants come from :func:`dataclasses.replace`.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field, fields
+
+from crossbar._checks import check_enum, check_float, check_int
 
 __all__ = [
     "ADCConfig",
@@ -89,35 +90,10 @@ class NoiseKind(enum.Enum):
     """y (1 + sigma n)."""
 
 
-def _check_int(obj: object, name: str, lo: int, hi: int, *, allow_none: bool = False) -> None:
-    value = getattr(obj, name)
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        extra = " or None (ideal)" if allow_none else ""
-        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be an integer in [{lo}, {hi}]{extra}")
 
 
-def _check_float(obj: object, name: str, lo: float, hi: float, unit: str = "", *, open_low: bool = False) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be a number{unit}")
-    value = float(value)
-    object.__setattr__(obj, name, value)
-    low_ok = value > lo if open_low else value >= lo
-    if not math.isfinite(value) or not low_ok or value > hi:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{type(obj).__name__}.{name} = {value:g}{unit} must be in {bracket}{lo:g}, {hi:g}]{unit}")
 
 
-def _check_enum(obj: object, name: str, cls: type[enum.Enum]) -> None:
-    value = getattr(obj, name)
-    if not isinstance(value, cls):
-        try:
-            object.__setattr__(obj, name, cls(value))
-        except ValueError:
-            options = ", ".join(repr(m.value) for m in cls)
-            raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be one of {options}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,11 +116,11 @@ class TileConfig:
     """Where G+ - G- is formed."""
 
     def __post_init__(self) -> None:
-        _check_int(self, "rows", 1, 1 << 16)
-        _check_int(self, "cols", 1, 1 << 16)
-        _check_float(self, "read_voltage_volt", 0.0, 5.0, " V", open_low=True)
-        _check_enum(self, "scale_mode", ScaleMode)
-        _check_enum(self, "differential", DifferentialReadout)
+        check_int(self, "rows", 1, 1 << 16)
+        check_int(self, "cols", 1, 1 << 16)
+        check_float(self, "read_voltage_volt", 0.0, 5.0, " V", open_low=True)
+        check_enum(self, "scale_mode", ScaleMode)
+        check_enum(self, "differential", DifferentialReadout)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,9 +135,9 @@ class DACConfig:
     """Full-scale input for ``InputRange.FIXED`` (in the units of x)."""
 
     def __post_init__(self) -> None:
-        _check_int(self, "bits", 2, MAX_CONVERTER_BITS, allow_none=True)
-        _check_enum(self, "range_mode", InputRange)
-        _check_float(self, "input_max", 0.0, 1e30, open_low=True)
+        check_int(self, "bits", 2, MAX_CONVERTER_BITS, allow_none=True, none_means="ideal")
+        check_enum(self, "range_mode", InputRange)
+        check_float(self, "input_max", 0.0, 1e30, open_low=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,9 +158,9 @@ class ADCConfig:
     """Std of additive Gaussian output noise (sense amplifier, ADC), in units of I_dev, per read."""
 
     def __post_init__(self) -> None:
-        _check_int(self, "bits", 2, MAX_CONVERTER_BITS, allow_none=True)
-        _check_float(self, "full_scale_rel", 0.0, 1e6, open_low=True)
-        _check_float(self, "output_noise_std_rel", 0.0, 1e6)
+        check_int(self, "bits", 2, MAX_CONVERTER_BITS, allow_none=True, none_means="ideal")
+        check_float(self, "full_scale_rel", 0.0, 1e6, open_low=True)
+        check_float(self, "output_noise_std_rel", 0.0, 1e6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,10 +182,10 @@ class ActivationConfig:
     """Std of the per-sample noise shared by all neurons, in units of the activation output."""
 
     def __post_init__(self) -> None:
-        _check_enum(self, "function", Activation)
-        _check_enum(self, "kind", NoiseKind)
-        _check_float(self, "uncorrelated_std_rel", 0.0, 1e6)
-        _check_float(self, "correlated_std_rel", 0.0, 1e6)
+        check_enum(self, "function", Activation)
+        check_enum(self, "kind", NoiseKind)
+        check_float(self, "uncorrelated_std_rel", 0.0, 1e6)
+        check_float(self, "correlated_std_rel", 0.0, 1e6)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -295,9 +271,9 @@ class CircuitConfig:
 
     def __post_init__(self) -> None:
         for name in ("word_line_segment_ohm", "bit_line_segment_ohm", "driver_ohm", "sense_ohm"):
-            _check_float(self, name, 0.0, 1e9, " ohm")
-        _check_float(self, "newton_tolerance_rel", 0.0, 1e-2, open_low=True)
-        _check_int(self, "newton_max_iterations", 1, 10_000)
+            check_float(self, name, 0.0, 1e9, " ohm")
+        check_float(self, "newton_tolerance_rel", 0.0, 1e-2, open_low=True)
+        check_int(self, "newton_max_iterations", 1, 10_000)
 
     @property
     def is_ideal(self) -> bool:
@@ -330,7 +306,7 @@ class ChipConfig:
         ):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"ChipConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
-        _check_enum(self, "read_noise_sampling", ReadNoiseSampling)
+        check_enum(self, "read_noise_sampling", ReadNoiseSampling)
 
     @classmethod
     def ideal(cls) -> ChipConfig:

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from crossbar._checks import check_enum, check_float, check_int
 from crossbar.config import ChipConfig, DifferentialReadout, InputRange, NoiseKind, ScaleMode
 from crossbar.profiles import BOLTZMANN_EV_PER_KELVIN, DeviceProfile
 from crossbar.programming import programming_noise_std
@@ -69,45 +70,14 @@ MAX_BITS = 24
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_number(obj: object, name: str, lo: float, hi: float, unit: str = "", *, allow_inf: bool = False) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be a number{unit}")
-    value = float(value)
-    object.__setattr__(obj, name, value)
-    if math.isnan(value) or (math.isinf(value) and not allow_inf) or not lo <= value <= hi:
-        raise ValueError(f"{type(obj).__name__}.{name} = {value:g}{unit} must be in [{lo:g}, {hi:g}]{unit}")
 
 
-def _check_bits(obj: object, name: str) -> None:
-    value = getattr(obj, name)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 2 <= int(value) <= MAX_BITS:
-        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be an integer in [2, {MAX_BITS}] or None (ideal)")
-    object.__setattr__(obj, name, int(value))
 
 
-def _check_positive_int(obj: object, name: str) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-        raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be a positive integer")
-    object.__setattr__(obj, name, int(value))
 
 
-def _check_enum(obj: object, name: str, cls: type[enum.Enum]) -> None:
-    value = getattr(obj, name)
-    if not isinstance(value, cls):
-        try:
-            object.__setattr__(obj, name, cls(value))
-        except ValueError:
-            options = ", ".join(repr(m.value) for m in cls)
-            raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be one of {options}") from None
 
 
-def _check_optional(obj: object, name: str, lo: float, hi: float, unit: str) -> None:
-    if getattr(obj, name) is not None:
-        _check_number(obj, name, lo, hi, unit)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,21 +142,21 @@ class SurrogateParams:
     """Where the numbers come from (a characterization file, a profile's design values, ...)."""
 
     def __post_init__(self) -> None:
-        _check_positive_int(self, "tile_rows")
-        _check_positive_int(self, "tile_cols")
-        _check_enum(self, "scale_mode", ScaleMode)
-        _check_enum(self, "input_range", InputRange)
-        _check_number(self, "input_max", 1e-30, 1e30)
+        check_int(self, "tile_rows", 1)
+        check_int(self, "tile_cols", 1)
+        check_enum(self, "scale_mode", ScaleMode)
+        check_enum(self, "input_range", InputRange)
+        check_float(self, "input_max", 1e-30, 1e30)
         if not isinstance(self.clip_inputs, bool):
             raise ValueError(f"SurrogateParams.clip_inputs = {self.clip_inputs!r} must be True or False")
-        _check_bits(self, "dac_bits")
-        _check_bits(self, "adc_bits")
-        _check_number(self, "adc_full_scale_rel", 1e-12, math.inf, " I_dev", allow_inf=True)
+        check_int(self, "dac_bits", 2, MAX_BITS, allow_none=True, none_means="ideal")
+        check_int(self, "adc_bits", 2, MAX_BITS, allow_none=True, none_means="ideal")
+        check_float(self, "adc_full_scale_rel", 1e-12, math.inf, " I_dev", allow_inf=True)
         if self.adc_bits is not None and math.isinf(self.adc_full_scale_rel):
             raise ValueError("SurrogateParams.adc_bits needs a finite adc_full_scale_rel (the quantizer's range)")
-        _check_number(self, "gain_rel", 0.0, 1e6)
+        check_float(self, "gain_rel", 0.0, 1e6)
         for name in ("static_var_c0_rel", "static_var_c1_rel", "static_var_c2_rel"):
-            _check_number(self, name, -1e6, 1e6)
+            check_float(self, name, -1e6, 1e6)
         for name in (
             "read_noise_alpha_rel",
             "read_noise_offset_rel",
@@ -195,9 +165,11 @@ class SurrogateParams:
             "activation_correlated_std_rel",
             "activation_uncorrelated_std_rel",
         ):
-            _check_number(self, name, 0.0, 1e6)
-        _check_optional(self, "time_sec", 0.0, 1e30, " s")
-        _check_optional(self, "temperature_kelvin", 1e-9, 1e4, " K")
+            check_float(self, name, 0.0, 1e6)
+        if self.time_sec is not None:
+            check_float(self, "time_sec", 0.0, 1e30, " s")
+        if self.temperature_kelvin is not None:
+            check_float(self, "temperature_kelvin", 1e-9, 1e4, " K")
         if not isinstance(self.source, str):
             raise ValueError(f"SurrogateParams.source = {self.source!r} must be a string")
 
