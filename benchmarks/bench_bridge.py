@@ -11,6 +11,9 @@ Records for the 784-300-300-10 MLP, batch 1024 (issue 4):
 ``bridge_mlp784_b1024_forward``
     Inference forward (``torch.no_grad``, eval mode) of the programmed analog model vs the digital model.
     Target (issue 4): ratio <= 2.5.
+``bridge_mlp784_b1024_forward_per_batch``
+    The same inference forward on a chip with ``ReadNoiseSampling.PER_BATCH`` (one fresh weight-noise
+    draw per call, shared by the batch: one GEMM per tile row instead of two). No target.
 ``bridge_mlp784_b1024_fwd_bwd``
     Forward + backward of the cross-entropy loss (training mode, weights unchanged, so no
     re-programming) vs the same for the digital model. No target.
@@ -40,6 +43,7 @@ Records for a small CNN (conv 16->32, 3x3, padding 1, on 16 x 16 images, then Re
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 from dataclasses import fields
@@ -51,7 +55,7 @@ import torch
 from torch import nn
 
 from benchmarks._harness import Record, speed_record, time_call
-from crossbar import Chip, ChipConfig, Stages
+from crossbar import Chip, ChipConfig, ReadNoiseSampling, Stages
 from crossbar.config import config_to_dict
 from crossbar.nn import ReadConditions, analog_layers, convert_to_analog, program_analog
 
@@ -212,6 +216,22 @@ def _mlp_records(quick: bool, params: dict[str, Any]) -> list[Record]:
                baseline_value=t_digital, ratio=t_program / t_digital, params={**params, "programmings_timed": n_timed})
     )
     records.append(Record(name=f"bridge_mlp784_b{BATCH}_forward_chip_mvm_share", value=share, unit="fraction", params=params))
+
+    # The same forward with per-batch read noise (one weight-noise draw per call: one GEMM per tile row).
+    config = dataclasses.replace(chip_config(), read_noise_sampling=ReadNoiseSampling.PER_BATCH)
+    per_batch = convert_to_analog(digital, Chip(PROFILE, config, seed=0), read_conditions=ReadConditions(time_sec=READ_TIME_SEC))
+    program_analog(per_batch)
+    per_batch.eval()
+    digital.eval()
+
+    def fwd_per_batch() -> None:
+        with torch.no_grad():
+            per_batch(x)
+
+    records.append(speed_record(f"bridge_mlp784_b{BATCH}_forward_per_batch", fwd_per_batch, baseline, fwd_digital,
+                                target=None, repeats=repeats,
+                                params={**params, "read_noise_sampling": ReadNoiseSampling.PER_BATCH.value,
+                                        "chip_config": config_to_dict(config)}))
     return records
 
 
