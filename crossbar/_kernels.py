@@ -204,10 +204,10 @@ def _epilogue_chunk(
     n_part, n_batch, n_out = partial.shape
     has_var = partial_var.shape[0] > 0
     given_read = z_read.shape[0] > 0
-    n_draw = _epilogue_draws(partial, z_read, z_corr, z_unc, add_noise, corr_std, unc_std)
-    draw_unc = unc_std > 0.0 and not z_unc.shape[0] > 0
     given_corr = z_corr.shape[0] > 0
     given_unc = z_unc.shape[0] > 0
+    draw_unc = unc_std > 0.0 and not given_unc
+    n_draw = _epilogue_draws(partial, z_read, z_corr, z_unc, add_noise, corr_std, unc_std)
     lo = c * chunk
     hi = min(n_batch, lo + chunk)
     if n_draw > 0:
@@ -269,8 +269,6 @@ def _epilogue_chunk(
                 _activation_noise(yb, n_b, unc_std, z_unc[b], multiplicative)
             else:
                 _activation_noise(yb, n_b, unc_std, zb[pos : pos + n_out], multiplicative)
-
-
 
 
 @parallel_vector_kernel

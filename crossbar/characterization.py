@@ -116,10 +116,6 @@ _PILOT_SAMPLES = 4096
 """(vector, output) samples of the first chunk used by the pilot fit that sets the regression weights."""
 
 
-
-
-
-
 # --------------------------------------------------------------------------------------------------
 # Probe inputs and matrices
 # --------------------------------------------------------------------------------------------------

@@ -90,12 +90,6 @@ class NoiseKind(enum.Enum):
     """y (1 + sigma n)."""
 
 
-
-
-
-
-
-
 @dataclass(frozen=True, kw_only=True)
 class TileConfig:
     """Geometry and drive of one crossbar tile (a pair of identical arrays for G+ and G-).

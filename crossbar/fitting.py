@@ -40,7 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from crossbar._checks import check_enum, check_float, check_int
-from crossbar.config import ChipConfig, DifferentialReadout, InputRange, NoiseKind, ScaleMode
+from crossbar.config import MAX_CONVERTER_BITS, ChipConfig, DifferentialReadout, InputRange, NoiseKind, ScaleMode
 from crossbar.profiles import BOLTZMANN_EV_PER_KELVIN, DeviceProfile
 from crossbar.programming import programming_noise_std
 from crossbar.read_noise import flicker_variance
@@ -61,23 +61,8 @@ __all__ = [
     "weight_scales",
 ]
 
-MAX_BITS = 24
-"""Finest converter resolution a surrogate accepts (as :data:`crossbar.config.MAX_CONVERTER_BITS`)."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Validation helpers
-# --------------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
+MAX_BITS = MAX_CONVERTER_BITS
+"""Finest converter resolution a surrogate accepts (:data:`crossbar.config.MAX_CONVERTER_BITS`)."""
 
 
 # --------------------------------------------------------------------------------------------------
