@@ -11,7 +11,7 @@ import enum
 import math
 import numbers
 
-__all__ = ["check_enum", "check_float", "check_int", "check_optional_instance"]
+__all__ = ["check_enum", "check_float", "check_int", "check_optional_instance", "check_positive_ints"]
 
 
 def check_int(obj: object, name: str, lo: int, hi: int | None = None, *, allow_none: bool = False, none_means: str = "") -> None:
@@ -69,3 +69,10 @@ def check_optional_instance(obj: object, name: str, cls: type | tuple[type, ...]
     if value is not None and not isinstance(value, cls):
         names = cls.__name__ if isinstance(cls, type) else " or ".join(c.__name__ for c in cls)
         raise ValueError(f"{type(obj).__name__}.{name} = {value!r} must be None or a {names}")
+
+
+def check_positive_ints(**values: object) -> None:
+    """Every keyword argument must be an integer >= 1 (not a bool): for plain function arguments."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} = {value!r} must be a positive integer")

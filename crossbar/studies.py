@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from crossbar._checks import check_positive_ints
 from crossbar.chip import Chip
 from crossbar.config import ChipConfig, DACConfig, Stages
 from crossbar.profiles import DeviceProfile, load_profile
@@ -136,9 +137,7 @@ def mvm_error_study(
     """
     prof = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
     cfg = config if config is not None else ChipConfig()
-    for name, value in (("size", size), ("batch", batch), ("repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} = {value!r} must be a positive integer")
+    check_positive_ints(size=size, batch=batch, repeats=repeats)
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((size, size))
     x = rng.standard_normal((batch, size))

@@ -6,6 +6,6 @@ Numbers are coerced to ``float``/``int`` in place (``object.__setattr__`` on the
 
 from __future__ import annotations
 
-from crossbar._checks import check_enum, check_float, check_int, check_optional_instance
+from crossbar._checks import check_enum, check_float, check_int, check_optional_instance, check_positive_ints
 
-__all__ = ["check_enum", "check_float", "check_int", "check_optional_instance"]
+__all__ = ["check_enum", "check_float", "check_int", "check_optional_instance", "check_positive_ints"]

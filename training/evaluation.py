@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from training._checks import check_positive_ints
 from training.datasets import Dataset
 from training.noise import (
     ActivationNoise,
@@ -38,8 +39,7 @@ __all__ = [
 
 
 def _check_batch_size(batch_size: object) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size = {batch_size!r} must be a positive integer")
+    check_positive_ints(batch_size=batch_size)
     return batch_size
 
 
@@ -95,8 +95,7 @@ def log_spaced_variances(v_min: float = 1e-3, v_max: float = 1.0, n: int = 40) -
     """``n`` variances log-spaced from ``v_min`` to ``v_max`` inclusive."""
     if not 0 < v_min <= v_max or not math.isfinite(v_max):
         raise ValueError(f"need 0 < v_min <= v_max < inf, got v_min = {v_min!r}, v_max = {v_max!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n = {n!r} must be a positive integer")
+    check_positive_ints(n=n)
     if n == 1:
         return (float(v_max),)
     return tuple(float(v) for v in np.logspace(math.log10(v_min), math.log10(v_max), n))
@@ -171,8 +170,7 @@ def _check_sweep_args(levels: Sequence[float], n_draws: int) -> tuple[float, ...
     levels = tuple(float(v) for v in levels)
     if not levels or any(not (v >= 0 and math.isfinite(v)) for v in levels):
         raise ValueError(f"levels = {levels!r} must be a non-empty sequence of finite numbers >= 0")
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-        raise ValueError(f"n_draws = {n_draws!r} must be a positive integer")
+    check_positive_ints(n_draws=n_draws)
     return levels
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training._checks import check_enum, check_float, check_int, check_optional_instance
+from training._checks import check_enum, check_float, check_int, check_optional_instance, check_positive_ints
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.datasets import Dataset
 from training.distillation import Distillation, distillation_loss
@@ -219,8 +219,7 @@ class Trainer:
             raise ValueError("train_data is empty")
         if eval_noise is not None and eval_data is None:
             raise ValueError("eval_noise needs eval_data")
-        if isinstance(eval_noise_draws, bool) or not isinstance(eval_noise_draws, int) or eval_noise_draws < 1:
-            raise ValueError(f"eval_noise_draws = {eval_noise_draws!r} must be a positive integer")
+        check_positive_ints(eval_noise_draws=eval_noise_draws)
         self.eval_noise = eval_noise
         self.eval_noise_draws = eval_noise_draws
         self.eval_batch_size = eval_batch_size

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from crossbar._checks import check_positive_ints
 from crossbar.chip import Chip, ProgrammedMatrix
 from crossbar.config import Activation, ActivationConfig, ChipConfig, NoiseKind
 from crossbar.drift import MAX_TEMPERATURE_KELVIN
@@ -298,9 +299,7 @@ class AnalogLinear(AnalogLayer, nn.Linear):
         device: Any = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} = {value!r} must be a positive integer")
+        check_positive_ints(in_features=in_features, out_features=out_features)
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self._init_analog(chip, read_conditions)
 

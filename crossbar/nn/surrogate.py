@@ -68,6 +68,7 @@ import torch
 from torch import Tensor, nn
 
 from crossbar import _surrogate_kernels as _kernels
+from crossbar._checks import check_positive_ints
 from crossbar.config import InputRange, ReadNoiseSampling, ScaleMode
 from crossbar.fitting import SurrogateParams
 
@@ -887,9 +888,7 @@ class SurrogateLinear(nn.Linear):
         device: Any = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} = {value!r} must be a positive integer")
+        check_positive_ints(in_features=in_features, out_features=out_features)
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self._init_surrogate(params, seed, read_noise_sampling, static_noise, noise_std_gradient, activation_noise)
 
@@ -1126,8 +1125,7 @@ def surrogate_outputs(
     The counterpart of reading one programmed chip matrix ``n_repeats`` times (for comparisons with
     :func:`crossbar.characterization.normalized_errors` and plots); float64 on the CPU.
     """
-    if isinstance(n_repeats, bool) or not isinstance(n_repeats, int) or n_repeats < 1:
-        raise ValueError(f"n_repeats = {n_repeats!r} must be a positive integer")
+    check_positive_ints(n_repeats=n_repeats)
     w = torch.tensor(np.asarray(weights, dtype=np.float64))  # copies: the chip's weights are read-only
     x = torch.tensor(np.asarray(inputs, dtype=np.float64))
     gen = torch.Generator().manual_seed(_check_seed(seed))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from crossbar._checks import check_enum, check_float, check_int, check_optional_instance
+from crossbar._checks import check_enum, check_float, check_int, check_optional_instance, check_positive_ints
 
 
 class Color(enum.Enum):
@@ -63,3 +63,10 @@ def test_optional_instance():
     check_optional_instance(Box(None), "value", Color)
     with pytest.raises(ValueError, match="must be None or a Color"):
         check_optional_instance(Box(3), "value", Color)
+
+
+def test_positive_ints_of_plain_arguments():
+    check_positive_ints(a=1, b=7)
+    for bad in (0, -1, True, 2.0, None):
+        with pytest.raises(ValueError, match=r"^b = .* must be a positive integer$"):
+            check_positive_ints(a=1, b=bad)
